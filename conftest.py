@@ -1,0 +1,21 @@
+"""Repository-wide pytest configuration.
+
+With ``MESHFILTER_REQUIRE_ALL=1`` (set by .ci/run), a skipped test is a failure: CI must prove every
+component, so a missing component cannot hide behind a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("MESHFILTER_REQUIRE_ALL") == "1" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under MESHFILTER_REQUIRE_ALL=1 (CI): {reason}"

@@ -1,0 +1,5 @@
+import sys
+
+from meshfilter.cli import main
+
+sys.exit(main())

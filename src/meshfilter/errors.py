@@ -1,0 +1,115 @@
+"""The exception tree of meshfilter.
+
+Every error meshfilter raises on purpose derives from :class:`MeshfilterError`. Each carries
+structured fields (``what``, ``where``, ``hint``) and renders as one line:
+
+    <where>: <what> (hint: <hint>)
+
+The CLI prints that line and exits with ``exit_code`` (2 for usage errors, 1 for failures).
+Nothing in an error's text may carry a secret: callers pass redacted values only.
+
+Tree::
+
+    MeshfilterError
+    ├── UsageError             bad flags or input files (exit 2)
+    │   └── ConfigError        a filter configuration that is invalid
+    ├── WasmError              codegen, assembly, emulator
+    │   └── HostCallError      the emulator met a host call it does not implement
+    ├── LuaError               Lua codegen or LuaJIT compile failure
+    ├── TranscoderError        proto compile, descriptor, service lookup
+    ├── RegistryError          OCI registry / layout failures
+    │   ├── AuthError          401/403
+    │   ├── NotFoundError      404 on pull
+    │   ├── DigestMismatchError
+    │   └── NotWasmArtifactError
+    ├── EnvoyError             Envoy failed to start, validate or answer
+    │   └── EnvoyValidationError
+    ├── ContainerError         container engine failures
+    └── K8sError               resource rendering failures
+"""
+
+from __future__ import annotations
+
+
+class MeshfilterError(Exception):
+    """Base of every meshfilter error. One line, structured fields."""
+
+    exit_code: int = 1
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.hint = hint
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return " ".join(text.split("\n"))
+
+
+class UsageError(MeshfilterError):
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A filter configuration (plugin parameters, rules file) is invalid."""
+
+
+class WasmError(MeshfilterError):
+    pass
+
+
+class HostCallError(WasmError):
+    def __init__(self, what: str, *, import_name: str, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.import_name = import_name
+        super().__init__(what, where=where, hint=hint)
+
+
+class LuaError(MeshfilterError):
+    pass
+
+
+class TranscoderError(MeshfilterError):
+    pass
+
+
+class RegistryError(MeshfilterError):
+    pass
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class NotFoundError(RegistryError):
+    pass
+
+
+class DigestMismatchError(RegistryError):
+    pass
+
+
+class NotWasmArtifactError(RegistryError):
+    pass
+
+
+class EnvoyError(MeshfilterError):
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
+                 log_tail: str = "") -> None:
+        self.log_tail = log_tail
+        super().__init__(what, where=where, hint=hint)
+
+
+class EnvoyValidationError(EnvoyError):
+    pass
+
+
+class ContainerError(MeshfilterError):
+    pass
+
+
+class K8sError(MeshfilterError):
+    pass

@@ -1,0 +1,1 @@
+"""Small I/O-edge utilities shared across meshfilter (files, ports, processes)."""
