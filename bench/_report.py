@@ -34,7 +34,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    py = platform.python_version()
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}, Python {py}"
 
 
 def write_section(name: str, body: str, *, command: str | None = None) -> None:

@@ -1,5 +1,64 @@
-"""pytest plugin for filter authors: fixtures for a real Envoy and for the Wasm host emulator.
+"""pytest plugin for filter authors: a real Envoy with your filters, and the Wasm host emulator.
 
-Registered through the ``pytest11`` entry point, so installing meshfilter makes the fixtures
-available in any test suite.
+Installed through the ``pytest11`` entry point, so ``pip install meshfilter`` makes these fixtures
+available in any test suite:
+
+``echo_upstream``
+    An :class:`~meshfilter.envoy.EchoServer` answering with the request headers it received.
+``envoy_with_filters``
+    A factory: ``envoy_with_filters([http_filter, ...], upstream=None)`` starts a real Envoy whose
+    listener ``main`` runs the filters and routes to ``upstream`` (default: ``echo_upstream``).
+    Returns a :class:`~meshfilter.envoy.RunningEnvoy`; stopped at teardown, even when the test fails.
+``wasm_emulator``
+    A factory for the proxy-wasm host emulator (see ``meshfilter.wasm.emulator``).
+
+Command-line option ``--meshfilter-backend process|container`` picks the Envoy backend.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from meshfilter.envoy import EchoServer, RunningEnvoy, bootstrap, get_backend
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("meshfilter")
+    group.addoption("--meshfilter-backend", default="process", choices=["process", "container"],
+                    help="Envoy backend for the meshfilter fixtures (default: process)")
+
+
+@pytest.fixture
+def echo_upstream() -> Iterator[EchoServer]:
+    with EchoServer() as echo:
+        yield echo
+
+
+@pytest.fixture
+def envoy_with_filters(request: pytest.FixtureRequest,
+                       echo_upstream: EchoServer) -> Iterator[Callable[..., RunningEnvoy]]:
+    backend = get_backend(request.config.getoption("--meshfilter-backend"))
+    started: list[RunningEnvoy] = []
+
+    def _start(http_filters: Sequence[dict[str, Any]], *, upstream: tuple[str, int] | None = None,
+               **kwargs: Any) -> RunningEnvoy:
+        up = upstream or (echo_upstream.host, echo_upstream.port)
+        inst = backend.start(bootstrap.filter_bootstrap(http_filters, upstream=up), **kwargs)
+        started.append(inst)
+        return inst
+
+    yield _start
+    for inst in reversed(started):
+        inst.stop()
+
+
+@pytest.fixture
+def wasm_emulator() -> Any:
+    import importlib
+
+    fixtures = importlib.import_module("meshfilter.wasm.pytest_fixtures")
+    factory: Callable[..., Any] = fixtures.emulator_factory
+    return factory
