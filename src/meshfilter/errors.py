@@ -25,7 +25,8 @@ Tree::
     ├── EnvoyError             Envoy failed to start, validate or answer
     │   └── EnvoyValidationError
     ├── ContainerError         container engine failures
-    └── K8sError               resource rendering failures
+    ├── K8sError               resource rendering failures
+    └── DemoError              a demo component (app, Envoy) failed; carries its log tail
 """
 
 from __future__ import annotations
@@ -113,3 +114,13 @@ class ContainerError(MeshfilterError):
 
 class K8sError(MeshfilterError):
     pass
+
+
+class DemoError(MeshfilterError):
+    """A component of a local demo mesh failed (to start, or to answer); ``log_tail`` is its log."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None,
+                 component: str = "", log_tail: str = "") -> None:
+        self.component = component
+        self.log_tail = log_tail
+        super().__init__(what, where=where, hint=hint)
