@@ -57,31 +57,54 @@ class PropagateConfigError(ConfigError):
                          hint='expected {"head_tag_name": "route-v", "head_tag_value": "hello2v2"}')
 
 
-def _depth(obj: object, level: int = 1) -> int:
-    if isinstance(obj, dict):
-        return max([level, *(_depth(v, level + 1) for v in obj.values())])
-    if isinstance(obj, list):
-        return max([level, *(_depth(v, level + 1) for v in obj)])
-    return level - 1 if level > 1 else 0
+class _Pairs(list):
+    """An object's members as parsed, duplicates included (object_pairs_hook)."""
+
+
+def _check_tree(obj: object) -> None:
+    """Iteratively: nesting at most MAX_DEPTH containers, no lone surrogate in any string
+    (keys, values, duplicates that a dict would drop)."""
+    stack: list[tuple[object, int]] = [(obj, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+        elif isinstance(item, list):
+            level += 1
+            if level > MAX_DEPTH:
+                raise ValueError("too deep")
+            if isinstance(item, _Pairs):
+                for key, value in item:
+                    stack.append((key, level))
+                    stack.append((value, level))
+            else:
+                stack.extend((v, level) for v in item)
 
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+def _any_number(text: str) -> object:
+    """Numbers only need to be well-formed (int() would refuse more than 4300 digits)."""
+    return 0
+
+
 def parse_config(data: str | bytes, *, where: str | None = None) -> PropagateConfig:
     """Validate a propagate-header configuration; raise :class:`PropagateConfigError` naming the problem.
 
-    Strict JSON (RFC 8259): UTF-8 input, no NaN/Infinity, no trailing data, no lone surrogates in
-    ``\\u`` escapes, nesting at most ``MAX_DEPTH`` deep.
+    Strict JSON (RFC 8259): UTF-8 input, no NaN/Infinity, no trailing data, no lone surrogate in
+    any ``\\u`` escape (anywhere in the document), nesting at most ``MAX_DEPTH`` containers deep,
+    numbers of any length; for a key given twice the last one wins.
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        obj = json.loads(text, parse_constant=_reject_constant)
-        if _depth(obj) > MAX_DEPTH:
-            raise ValueError("too deep")
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        tree = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_Pairs,
+                          parse_int=_any_number, parse_float=_any_number)
+        _check_tree(tree)
+    except (ValueError, RecursionError):  # UnicodeDecodeError/EncodeError are ValueErrors
         raise PropagateConfigError("invalid_json", where=where) from None
+    obj = dict(tree) if isinstance(tree, _Pairs) else tree
     if not isinstance(obj, dict):
         raise PropagateConfigError("not_object", where=where)
     if NAME_KEY not in obj:
@@ -93,10 +116,7 @@ def parse_config(data: str | bytes, *, where: str | None = None) -> PropagateCon
         raise PropagateConfigError("name_not_string", where=where)
     if not isinstance(value, str):
         raise PropagateConfigError("value_not_string", where=where)
-    try:
-        name_b, value_b = name.encode("utf-8"), value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a \\u escape
-        raise PropagateConfigError("invalid_json", where=where) from None
+    name_b, value_b = name.encode("utf-8"), value.encode("utf-8")
     if not name_b:
         raise PropagateConfigError("empty_name", where=where)
     if any(b not in TCHARS for b in name_b):
