@@ -61,32 +61,23 @@ def seed_filter_deployments(only: Sequence[str] | None = None) -> list[dict[str,
 
 
 def _render_asm(flags: Mapping[str, Any]) -> dict[str, Any]:
-    # TEMPORARY stand-in until meshfilter.k8s.asm lands.
-    return {
-        "apiVersion": "istio.alibabacloud.com/v1beta1",
-        "kind": "ASMFilterDeployment",
-        "metadata": {"name": flags["name"]},
-        "spec": {
-            "workload": {"kind": flags["workload_kind"], "labels": dict(flags["labels"])},
-            "filter": {"patchContext": flags["patch_context"], "parameters": flags["parameters"],
-                       "image": flags["image"], "rootID": flags["root_id"], "id": flags["id"]},
-        },
-    }
+    from meshfilter.k8s.asm import asm_filter_deployment
+
+    return asm_filter_deployment(
+        flags["name"], labels=flags["labels"], patch_context=flags["patch_context"], image=flags["image"],
+        root_id=flags["root_id"], filter_id=flags["id"], parameters=flags["parameters"],
+        workload_kind=flags["workload_kind"])
 
 
-def propagate_http_filter(parameters: str, root_id: str, module: bytes | None) -> dict[str, Any]:
-    """The Envoy HTTP filter running propagate-header with ``parameters`` (validated by the shared
-    :func:`parse_config`): the Wasm ``module`` inline; without a module, a Lua stand-in
-    (development only)."""
-    cfg = parse_config(parameters, where="spec.filter.parameters")
-    if module is None:  # TEMPORARY
-        return bs.lua_filter(
-            f'function envoy_on_request(h) h:headers():replace("{cfg.name}", "{cfg.value}") end')
+def propagate_http_filter(parameters: str, root_id: str, module: bytes) -> dict[str, Any]:
+    """The Envoy HTTP filter running the propagate-header Wasm ``module`` (inline) with ``parameters``
+    (checked first by the shared :func:`parse_config`, so a bad resource fails here, in one line)."""
+    parse_config(parameters, where="spec.filter.parameters")
     return bs.wasm_filter(code=bs.wasm_code(inline=module), configuration=parameters, root_id=root_id,
                           vm_id=f"propagate-{root_id}", name="propagate-header")
 
 
-def workload_filters(deployments: Sequence[Mapping[str, Any]], module: bytes | None) -> list[WorkloadFilter]:
+def workload_filters(deployments: Sequence[Mapping[str, Any]], module: bytes) -> list[WorkloadFilter]:
     """Turn ASMFilterDeployment dicts into the per-workload filters of the mesh."""
     out = []
     for res in deployments:
@@ -97,31 +88,22 @@ def workload_filters(deployments: Sequence[Mapping[str, Any]], module: bytes | N
             labels=dict(spec["workload"].get("labels") or {}),
             patch_context=str(flt.get("patchContext", "SIDECAR_OUTBOUND")),
             http_filter=propagate_http_filter(str(flt["parameters"]), str(flt["rootID"]), module),
+            summary=f"propagate-header Wasm, root_id {flt['rootID']}, parameters {flt['parameters']}",
         ))
     return out
 
 
-def build_module(root_id: str) -> bytes | None:
-    """The propagate-header module built by meshfilter for ``root_id``."""
-    try:
-        from meshfilter.wasm import build_propagate_header  # type: ignore[attr-defined]
-    except ImportError:
-        return None  # TEMPORARY until the Wasm builder lands
-    return bytes(build_propagate_header(root_id=root_id))
+def build_module(root_id: str) -> bytes:
+    """The propagate-header module built by meshfilter (proxy-wasm ABI 0.2.1) for ``root_id``."""
+    from meshfilter.wasm.propagate import build_propagate_header
 
-
-TAG_LUA_STANDIN = """
-function envoy_on_request(request_handle)
-  local ua = request_handle:headers():get("user-agent")
-  if ua ~= nil and string.find(ua, "iPhone13", 1, true) then
-    request_handle:headers():replace("x-asm-prefer-tag", "version-gray")
-  else
-    request_handle:headers():replace("x-asm-prefer-tag", "version-base")
-  end
-end
-"""
+    return build_propagate_header(root_id=root_id)
 
 
 def gateway_tagging_filter() -> dict[str, Any]:
-    """The seed's gateway tagging rule (iPhone13 -> version-gray, else version-base) as Lua."""
-    return bs.lua_filter(TAG_LUA_STANDIN)
+    """The seed's gateway tagging rule set (iPhone13 -> version-gray, else version-base), compiled to
+    Lua (and checked with LuaJIT) by meshfilter's tagging codegen."""
+    from meshfilter.filters.tagging import seed_ruleset
+    from meshfilter.lua.codegen import compile_rules
+
+    return bs.lua_filter(compile_rules(seed_ruleset()))

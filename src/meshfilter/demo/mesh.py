@@ -229,12 +229,17 @@ class WorkloadFilter:
     labels: Mapping[str, str]
     http_filter: dict[str, Any] = field(hash=False, compare=False)
     patch_context: str = "SIDECAR_OUTBOUND"
+    summary: str = ""  # for humans: what the filter does
 
     def applies_to(self, instance: Instance) -> bool:
         return all(instance.labels.get(k) == v for k, v in self.labels.items())
 
 
+def selected_filters(instance: Instance, filters: Sequence[WorkloadFilter]) -> list[WorkloadFilter]:
+    """The filters for ``instance``'s outbound listener, in the given order."""
+    return [f for f in filters if f.patch_context in ("SIDECAR_OUTBOUND", "ANY") and f.applies_to(instance)]
+
+
 def outbound_filters(instance: Instance, filters: Sequence[WorkloadFilter]) -> list[dict[str, Any]]:
     """The outbound HTTP filters of ``instance``, in the given order."""
-    return [f.http_filter for f in filters
-            if f.patch_context in ("SIDECAR_OUTBOUND", "ANY") and f.applies_to(instance)]
+    return [f.http_filter for f in selected_filters(instance, filters)]

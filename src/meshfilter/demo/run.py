@@ -33,7 +33,7 @@ from meshfilter.demo.mesh import (
     Topology,
     WorkloadFilter,
     ingress_bootstrap,
-    outbound_filters,
+    selected_filters,
     seed_ab_topology,
     seed_canary_topology,
     sidecar_bootstrap,
@@ -233,22 +233,24 @@ class LocalMesh:
 
     def _start_envoy(self, backend: Any, bootstrap: Mapping[str, Any], name: str) -> RunningEnvoy:
         try:
-            return backend.start(bootstrap, name=name, concurrency=1, log_level="info",  # type: ignore[no-any-return]
-                                 timeout=self.envoy_timeout)
+            env: RunningEnvoy = backend.start(bootstrap, name=name, concurrency=1, log_level="info",
+                                              timeout=self.envoy_timeout)
+            return env
         except EnvoyError as exc:
             raise DemoError(f"Envoy '{name}' failed to start: {exc.what}", where=name, component=name,
                             log_tail=exc.log_tail, hint="see the log tail above") from None
 
     def _start_sidecar(self, backend: Any, inst: Instance, inbound: Mapping[str, int]) -> None:
-        flts = outbound_filters(inst, self.workload_filters)
+        chosen = selected_filters(inst, self.workload_filters)
+        flts = [f.http_filter for f in chosen]
         boot = sidecar_bootstrap(self.topology, inst, app_port=self.apps[inst.name].port,
                                  inbound_ports=inbound, outbound_filters=flts)
         name = f"sidecar-{inst.name}"
         env = self._start_envoy(backend, boot, name)
         with self._lock:
             self.sidecars[inst.name] = env
-        if flts:
-            self.log(f"{name}: outbound filters {[f['name'] for f in flts]}")
+        for f in chosen:
+            self.log(f"{name}: outbound filter {f.id} ({f.summary})")
 
     def _start_ingress(self, backend: Any, inbound: Mapping[str, int]) -> None:
         port = self.requested_port
