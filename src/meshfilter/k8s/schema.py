@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -238,6 +238,6 @@ def validate_resource(doc: Mapping[str, Any]) -> None:
                        hint="this is a bug in the renderer or in hand-made input; see docs/deploy.md")
 
 
-def validate_resources(docs: list[Mapping[str, Any]]) -> None:
+def validate_resources(docs: Sequence[Mapping[str, Any]]) -> None:
     for doc in docs:
         validate_resource(doc)

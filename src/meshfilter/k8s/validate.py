@@ -115,9 +115,8 @@ def check_parameters(text: str | None, *, propagate_header: bool,
         propagate.parse_config(text, where=flag)
     try:
         obj = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-                         if hasattr(exc, "msg") else "not valid JSON", where=flag,
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", where=flag,
                          hint="give a JSON object in single quotes") from None
     if not isinstance(obj, dict):
         raise UsageError(f"must be a JSON object, not {type(obj).__name__}", where=flag,

@@ -1,0 +1,173 @@
+"""The real-Envoy check of an emitted resource: place its Envoy part — the HTTP filter Envoy would
+run, with the module fetched or given locally — into a bootstrap and run ``envoy --mode validate``.
+
+Envoy's validate mode creates the HTTP filter factories, so the Wasm module is compiled by V8 and its
+``proxy_on_vm_start``/``proxy_on_configure`` run: a module that does not load, a wrong root id or a
+configuration the module refuses all fail, and the error carries Envoy's own line.
+
+Where the module comes from:
+
+- ``module=`` bytes given by the caller (``--module FILE``) win; if the resource carries a sha256
+  of the module (EnvoyFilter remote code, WasmPlugin http(s) url) the bytes must match it;
+- EnvoyFilter: embedded ``inline_bytes``; remote ``http_uri`` fetched here and checked against the
+  sha256; a proxy-side ``filename`` needs ``module=``;
+- WasmPlugin: ``oci://`` pulled from the registry (:mod:`meshfilter.oras.client`), ``http(s)://``
+  fetched and checked against ``sha256``, ``file://`` read;
+- ASMFilterDeployment: ``image`` pulled from the registry.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshfilter.envoy.bootstrap import filter_bootstrap, wasm_code
+from meshfilter.envoy.validate import validate_bootstrap
+from meshfilter.errors import DigestMismatchError, K8sError, RegistryError, UsageError
+from meshfilter.k8s import asm, envoyfilter, wasmplugin
+from meshfilter.k8s.wasm_envoyfilter import wasm_http_filter
+
+OciFetcher = Callable[[str], bytes]
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify_sha256(data: bytes, expected: str | None, *, where: str) -> bytes:
+    if expected and sha256_hex(data) != expected.lower().removeprefix("sha256:"):
+        raise DigestMismatchError(f"module sha256 is {sha256_hex(data)}, the resource expects {expected}",
+                                  where=where, hint="rebuild the resource with the sha256 of this module")
+    return data
+
+
+def fetch_url(url: str, *, sha256: str | None = None, timeout: float = 30.0) -> bytes:
+    """The bytes at an ``http(s)://`` or ``file://`` URL, checked against ``sha256`` when given."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        try:
+            data = Path(parts.path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the module: {exc.strerror}", where=url) from None
+    elif parts.scheme in ("http", "https"):
+        import requests
+
+        try:
+            resp = requests.get(url, timeout=timeout)
+        except requests.RequestException as exc:
+            raise RegistryError(f"cannot fetch the module: {type(exc).__name__}", where=url,
+                                hint="check the URL and that the server is reachable") from None
+        if resp.status_code != 200:
+            raise RegistryError(f"fetching the module answered HTTP {resp.status_code}", where=url,
+                                hint="check the URL")
+        data = resp.content
+    else:
+        raise UsageError(f"cannot fetch a module from a {parts.scheme or 'scheme-less'} URL", where=url,
+                         hint="use http://, https:// or file://")
+    return verify_sha256(data, sha256, where=url)
+
+
+def pull_oci_module(image: str, **client_kwargs: Any) -> bytes:
+    """The Wasm module of an OCI image (``oci://`` prefix optional), pulled with the ORAS client."""
+    from meshfilter.oras.client import RegistryClient
+
+    ref = image.removeprefix("oci://")
+    return RegistryClient(ref, **client_kwargs).pull().module
+
+
+def with_inline_code(http_filter: Mapping[str, Any], module: bytes) -> dict[str, Any]:
+    """A copy of a Wasm HTTP filter whose ``vm_config.code`` embeds ``module``."""
+    out = copy.deepcopy(dict(http_filter))
+    out["typed_config"]["config"]["vm_config"]["code"] = wasm_code(inline=module)
+    return out
+
+
+def _is_wasm(http_filter: Mapping[str, Any]) -> bool:
+    return http_filter.get("name") == "envoy.filters.http.wasm" or str(
+        http_filter.get("typed_config", {}).get("@type", "")).endswith(".wasm.v3.Wasm")
+
+
+def _module_for_code(code: Mapping[str, Any], module: bytes | None, where: str) -> bytes:
+    local, remote = code.get("local", {}), code.get("remote")
+    if remote:
+        sha = remote.get("sha256")
+        if module is not None:
+            return verify_sha256(module, sha, where=where)
+        return fetch_url(remote["http_uri"]["uri"], sha256=sha)
+    if module is not None:
+        return module
+    if "inline_bytes" in local:
+        return base64.b64decode(local["inline_bytes"])
+    if "filename" in local:
+        path = Path(local["filename"])
+        if path.is_file():
+            return path.read_bytes()
+        raise UsageError(f"the module is a file on the proxy ({path}); give it locally to check it",
+                         where=where, hint="pass --module FILE with the same module")
+    raise K8sError("the Wasm filter has no code", where=where)
+
+
+def envoy_part(doc: Mapping[str, Any], *, module: bytes | None = None,
+               oci_fetcher: OciFetcher | None = None) -> list[dict[str, Any]]:
+    """The HTTP filters Envoy would run for ``doc``, Wasm code embedded (fetched when needed)."""
+    kind = doc.get("kind")
+    name = f"{kind}/{doc.get('metadata', {}).get('name')}"
+    fetch_oci = oci_fetcher or pull_oci_module
+    if kind == envoyfilter.KIND:
+        out = []
+        for http in envoyfilter.patch_values(doc):
+            if _is_wasm(http):
+                code = http["typed_config"]["config"]["vm_config"]["code"]
+                http = with_inline_code(http, _module_for_code(code, module, name))
+            out.append(http)
+        return out
+    if kind == wasmplugin.KIND:
+        spec = doc["spec"]
+        url, sha = spec["url"], spec.get("sha256")
+        if module is not None:
+            data = module if url.startswith("oci://") else verify_sha256(module, sha, where=name)
+        elif url.startswith("oci://"):
+            data = fetch_oci(url)
+        else:
+            data = fetch_url(url, sha256=sha)
+        config = json.dumps(spec["pluginConfig"]) if spec.get("pluginConfig") else ""
+        root_id = spec.get("pluginName", "")
+        return [wasm_http_filter(code=wasm_code(inline=data), root_id=root_id, configuration=config,
+                                 vm_id=root_id or doc["metadata"]["name"],
+                                 fail_open=spec.get("failStrategy") == "FAIL_OPEN")]
+    if kind == asm.KIND:
+        filt = doc["spec"]["filter"]
+        data = module if module is not None else fetch_oci(filt["image"])
+        return [wasm_http_filter(code=wasm_code(inline=data), root_id=filt["rootID"],
+                                 configuration=filt.get("parameters", ""))]
+    raise K8sError(f"{kind} has no Envoy part to check", where=name)
+
+
+def check_bootstrap(doc: Mapping[str, Any], *, module: bytes | None = None,
+                    oci_fetcher: OciFetcher | None = None) -> dict[str, Any]:
+    """A bootstrap with one listener running the resource's HTTP filters (then answering ``ok``)."""
+    return filter_bootstrap(envoy_part(doc, module=module, oci_fetcher=oci_fetcher))
+
+
+def check_resource(doc: Mapping[str, Any], *, module: bytes | None = None,
+                   oci_fetcher: OciFetcher | None = None,
+                   binary: str | None = None) -> str:
+    """Run ``envoy --mode validate`` on the resource's Envoy part; return Envoy's output.
+
+    Raises :class:`meshfilter.errors.EnvoyValidationError` with Envoy's own error line (prefixed by
+    the resource) when Envoy refuses it, e.g. when the module does not load."""
+    from meshfilter.errors import EnvoyValidationError
+
+    bootstrap = check_bootstrap(doc, module=module, oci_fetcher=oci_fetcher)
+    try:
+        return validate_bootstrap(bootstrap, binary=binary)
+    except EnvoyValidationError as exc:
+        raise EnvoyValidationError(exc.what, where=f"{doc.get('kind')}/{doc['metadata']['name']}",
+                                   hint="the module or its configuration does not load in Envoy",
+                                   log_tail=exc.log_tail) from None
