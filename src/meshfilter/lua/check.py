@@ -24,7 +24,7 @@ from typing import Any
 from meshfilter.errors import LuaError
 
 _LOCK = threading.Lock()
-_LINE_RE = re.compile(r'^\[string "[^"]*"\]:(\d+): (.*)$|^[^:]*:(\d+): (.*)$', re.S)
+_LINE_RE = re.compile(r":(\d+): (.*)$", re.S)
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +34,27 @@ def _runtime() -> Any | None:
     except ImportError:
         return None
     return lj.LuaRuntime(unpack_returned_tuples=True, encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _functions() -> dict[str, Any] | None:
+    rt = _runtime()
+    if rt is None:
+        return None
+    return {
+        "compile": rt.eval("function(src, name) local f, err = loadstring(src, name); return err end"),
+        "check": rt.eval("function(p) local ok, err = pcall(string.find, '', p); if ok then return nil end; "
+                         "return tostring(err) end"),
+        "find": rt.eval("function(s, p) local ok, r = pcall(string.find, s, p); return ok and r ~= nil end"),
+    }
+
+
+def _required_functions() -> dict[str, Any]:
+    fns = _functions()
+    if fns is None:
+        runtime()  # raises the LuaError explaining what to install
+        raise AssertionError("unreachable")
+    return fns
 
 
 def runtime() -> Any:
@@ -56,21 +77,29 @@ def implementation() -> str:
 
 def parse_error(message: str) -> tuple[int | None, str]:
     """Split a Lua compile error ``[string "..."]:12: msg`` into (12, msg)."""
-    m = _LINE_RE.match(message.strip())
+    m = _LINE_RE.search(message.strip())
     if not m:
         return None, message.strip()
-    line = m.group(1) or m.group(3)
-    return int(line), (m.group(2) or m.group(4)).strip()
+    return int(m.group(1)), m.group(2).strip()
 
 
-def compile_errors(source: str, chunkname: str = "=tagging") -> str | None:
-    """LuaJIT's compile error for ``source`` (None when it compiles). Nothing in the script runs."""
-    rt = _runtime()
-    if rt is not None:
+def compile_errors(source: str, chunkname: str = "=tagging", *, via: str | None = None) -> str | None:
+    """LuaJIT's compile error for ``source`` (None when it compiles). Nothing in the script runs.
+
+    ``via``: ``"lupa"`` (in-process LuaJIT), ``"luajit"`` (``luajit -bl`` subprocess) or None (lupa
+    when available, else the binary).
+    """
+    fns = _functions() if via in (None, "lupa") else None
+    if fns is not None:
         with _LOCK:
-            loader = rt.eval("function(src, name) local f, err = loadstring(src, name); return err end")
-            err = loader(source, chunkname)
+            err = fns["compile"](source, chunkname)
         return None if err is None else str(err)
+    if via == "lupa":
+        raise LuaError("lupa with LuaJIT 2.1 is not installed", where="meshfilter.lua", hint="pip install lupa")
+    return _binary_compile_errors(source)
+
+
+def _binary_compile_errors(source: str) -> str | None:
     exe = shutil.which("luajit")
     if not exe:
         raise LuaError("no LuaJIT found to compile the script", where="meshfilter.lua",
@@ -86,9 +115,9 @@ def compile_errors(source: str, chunkname: str = "=tagging") -> str | None:
 
 
 def compile_check(source: str, *, line_owner: Callable[[int], str] | None = None,
-                  where: str = "generated Lua") -> None:
+                  where: str = "generated Lua", via: str | None = None) -> None:
     """Compile ``source`` with LuaJIT; raise LuaError naming the owner (rule) of the failing line."""
-    err = compile_errors(source)
+    err = compile_errors(source, via=via)
     if err is None:
         return
     line, msg = parse_error(err)
@@ -157,11 +186,8 @@ def lua_pattern_error(pattern: str) -> str | None:
     static = _static_pattern_error(pattern)
     if static:
         return static
-    rt = _runtime() or runtime()
     with _LOCK:
-        fn = rt.eval("function(p) local ok, err = pcall(string.find, '', p); if ok then return nil end; "
-                     "return tostring(err) end")
-        err = fn(pattern)
+        err = _required_functions()["check"](pattern)
     if err is None:
         return None
     return re.sub(r"^.*?:\d+: ", "", str(err))
@@ -169,7 +195,5 @@ def lua_pattern_error(pattern: str) -> str | None:
 
 def lua_pattern_find(subject: str, pattern: str) -> bool:
     """``string.find(subject, pattern) ~= nil`` in LuaJIT (a malformed pattern never matches)."""
-    rt = _runtime() or runtime()
     with _LOCK:
-        fn = rt.eval("function(s, p) local ok, r = pcall(string.find, s, p); return ok and r ~= nil end")
-        return bool(fn(subject, pattern))
+        return bool(_required_functions()["find"](subject, pattern))
