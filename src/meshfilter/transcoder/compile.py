@@ -151,3 +151,11 @@ def _compile_error(diagnostics: str, names: Sequence[str], includes: Sequence[Pa
     first = next((ln.strip() for ln in diagnostics.splitlines() if ln.strip()), "protoc failed")
     return TranscoderError(first, where=", ".join(names),
                            hint="check the -I include directories and the import paths")
+
+
+def googleapis_protos() -> list[Path]:
+    """Every .proto shipped by googleapis-common-protos (a large, real descriptor set for tests and
+    benchmarks): compile with ``compile_protos(googleapis_protos(), [googleapis_include()])``."""
+    root = googleapis_include()
+    return sorted(p for p in (root / "google").rglob("*.proto")
+                  if not p.relative_to(root).as_posix().startswith("google/protobuf/"))
