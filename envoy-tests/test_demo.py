@@ -1,0 +1,300 @@
+"""The seed's end-to-end demos on a local mesh of real Envoys (seed 2.2 A/B test, 2.4 canary).
+
+Each mesh: six app processes, six sidecar Envoys, one ingress Envoy, on the process and the container
+backend (``envoy_backend``). The greeting chains are asserted byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshfilter.demo import AB_PROBES, CANARY_PROBES, ab_mesh, canary_mesh, run_probes
+from meshfilter.demo.apps import greeting_line
+from meshfilter.demo.run import LocalMesh
+from meshfilter.errors import DemoError
+
+pytestmark = [pytest.mark.envoy, pytest.mark.slow]
+
+IP = "127.0.0.1"
+
+
+def chain(*versions: str) -> str:
+    """The seed's text form of a chain, e.g. chain("v2", "v2", "v1")."""
+    greet = {"v1": "Hello", "v2": "Bonjour"}
+    return "<".join(greeting_line(greet[v], "eric", f"hello{i + 1}", IP) for i, v in enumerate(versions))
+
+
+ALL_V2 = chain("v2", "v2", "v2")
+ALL_V1 = chain("v1", "v1", "v1")
+
+
+def test_chain_helper_matches_the_seed_text() -> None:
+    assert ALL_V2 == ("Bonjour eric@hello1:127.0.0.1<Bonjour eric@hello2:127.0.0.1<"
+                      "Bonjour eric@hello3:127.0.0.1")
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie not yet reaped by us counts as dead
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _wait_dead(pids: list[int], timeout: float = 15.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if not _dead(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if not _dead(p)]
+    return alive
+
+
+def _procs_with_token(token: str) -> list[int]:
+    """PIDs of live processes whose environment carries ``token`` (inherited from a CLI run)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if token.encode() in (d / "environ").read_bytes() and not _dead(int(d.name)):
+                out.append(int(d.name))
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+    return out
+
+
+@pytest.fixture
+def backend_name(envoy_backend: Any) -> str:
+    return str(envoy_backend.name)
+
+
+@pytest.fixture
+def meshes() -> Iterator[list[LocalMesh]]:
+    """Meshes registered here are stopped at teardown, also when the test fails."""
+    started: list[LocalMesh] = []
+    yield started
+    for m in started:
+        m.stop()
+
+
+# ------------------------------------------------------------------------------------ the A/B test
+
+def test_ab_cli_prints_both_chains_in_the_seed_form(backend_name: str) -> None:
+    token = f"MESHFILTER_DEMO_TEST_TOKEN={uuid.uuid4().hex}"
+    env = {**os.environ, token.split("=")[0]: token.split("=")[1]}
+    proc = subprocess.run([sys.executable, "-m", "meshfilter", "demo", "ab", "--backend", backend_name,
+                           "--port", "0"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 4, proc.stdout
+    assert lines[0].startswith("$ curl -H 'route-v: v2' http://127.0.0.1:") and lines[0].endswith("/hello/eric")
+    assert lines[1] == ALL_V2
+    assert lines[2].startswith("$ curl http://127.0.0.1:")
+    assert lines[3] == ALL_V1
+    assert "hello1-propagate-header" in proc.stderr and "hello2-propagate-header" in proc.stderr
+    assert _procs_with_token(token.split("=")[1]) == []
+
+
+def test_ab_only_hello1_gives_v2_v2_v1(backend_name: str, meshes: list[LocalMesh]) -> None:
+    mesh = ab_mesh(backend=backend_name, port=0, only=["hello1"])
+    meshes.append(mesh)
+    mesh.start()
+    with_header, without = run_probes(mesh, AB_PROBES)
+    assert (with_header.status, with_header.body) == (200, chain("v2", "v2", "v1"))
+    assert (without.status, without.body) == (200, ALL_V1)
+    # the module, not the app, sets route-v: hello2-v2's outbound has no filter, so hello3 gets v1
+    assert mesh.get("/hello/eric", {"route-v": "hello2v2"}) == (200, ALL_V1)
+    pids = mesh.pids()
+    mesh.stop()
+    assert _wait_dead(pids) == []
+
+
+def test_ab_module_runs_in_the_v2_sidecars(backend_name: str, meshes: list[LocalMesh]) -> None:
+    mesh = ab_mesh(backend=backend_name, port=0)
+    meshes.append(mesh)
+    mesh.start()
+    assert mesh.get("/hello/eric", {"route-v": "v2"}) == (200, ALL_V2)
+    # a client cannot steer inner hops directly: only hello1's rule looks at the client's header
+    assert mesh.get("/hello/eric", {"route-v": "hello3v2"}) == (200, ALL_V1)
+    # a Wasm VM runs in exactly the sidecars the ASMFilterDeployments select
+    running = {name: env.stats("wasm").get("wasm.envoy.wasm.runtime.v8.active", 0) > 0
+               for name, env in mesh.sidecars.items()}
+    assert running == {"hello1-v1": False, "hello1-v2": True, "hello2-v1": False, "hello2-v2": True,
+                       "hello3-v1": False, "hello3-v2": False}
+
+
+# ------------------------------------------------------------------------------------ the canary
+
+def test_canary_iphone13_rides_gray_everything_else_base(backend_name: str, meshes: list[LocalMesh]) -> None:
+    mesh = canary_mesh(backend=backend_name, port=0)
+    meshes.append(mesh)
+    mesh.start()
+    gray, base, spoofed = run_probes(mesh, CANARY_PROBES)
+    assert (gray.status, gray.body) == (200, ALL_V2)
+    assert (base.status, base.body) == (200, ALL_V1)
+    assert (spoofed.status, spoofed.body) == (200, ALL_V1)
+    # an empty user agent: base, and no Lua error in the gateway's log
+    assert mesh.get("/hello/eric", {"user-agent": ""}) == (200, ALL_V1)
+    assert mesh.ingress is not None
+    log = mesh.ingress.log_text()
+    assert not [ln for ln in log.splitlines() if "[error]" in ln and "lua" in ln], log[-2000:]
+
+
+# ------------------------------------------------------------------------------------ robustness
+# (process backend: these test the orchestration, not the Envoy runner)
+
+def test_a_component_failing_to_start_tears_everything_down(meshes: list[LocalMesh]) -> None:
+    seen: dict[str, list[int]] = {}
+
+    def break_ingress(boot: dict[str, Any]) -> dict[str, Any]:
+        seen["pids"] = mesh.pids()  # everything but the ingress is up now
+        boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"] = "no-such-cluster"
+        return boot
+
+    mesh = ab_mesh(port=0, ingress_bootstrap_override=break_ingress)
+    meshes.append(mesh)
+    with pytest.raises(DemoError) as info:
+        mesh.start()
+    err = info.value
+    assert err.component == "ingress"
+    assert "no-such-cluster" in err.log_tail  # Envoy's own complaint is in the tail
+    assert len(seen["pids"]) == 12  # 6 apps + 6 sidecar Envoys were running
+    assert _wait_dead(seen["pids"]) == []
+    assert mesh.pids() == []
+
+
+def test_an_app_failing_to_start_is_named_with_its_log(monkeypatch: pytest.MonkeyPatch,
+                                                        meshes: list[LocalMesh]) -> None:
+    from meshfilter.demo import run as demo_run
+
+    real_init = demo_run.AppProcess.__init__
+    started: list[int] = []
+
+    def bad_init(self: Any, instance: Any, topology: Any, workdir: Path, python: str = sys.executable) -> None:
+        if instance.name == "hello2-v2":  # this one cannot even import its module
+            python_cmd = [python, "-c", "import sys; sys.stderr.write('boom: cannot start\\n'); sys.exit(3)"]
+            self.instance = instance
+            self.name = f"app {instance.name}"
+            self.log_path = workdir / f"app-{instance.name}.log"
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(python_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=log)
+            self.pid = self.proc.pid
+            self.port = 0
+        else:
+            real_init(self, instance, topology, workdir, python)
+        started.append(self.pid)
+
+    monkeypatch.setattr(demo_run.AppProcess, "__init__", bad_init)
+    mesh = ab_mesh(port=0)
+    meshes.append(mesh)
+    with pytest.raises(DemoError) as info:
+        mesh.start()
+    assert info.value.component == "app hello2-v2"
+    assert "exited with status 3" in info.value.what
+    assert "boom: cannot start" in info.value.log_tail
+    assert len(started) == 6 and _wait_dead(started) == []
+
+
+def test_cli_occupied_port_prints_the_ingress_log_tail_and_leaves_nothing() -> None:
+    token = uuid.uuid4().hex
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "meshfilter", "demo", "ab", "--port", str(port)],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "MESHFILTER_DEMO_TEST_TOKEN": token})
+    assert proc.returncode == 1
+    assert "--- last log lines of ingress ---" in proc.stderr
+    assert f"cannot bind '127.0.0.1:{port}': Address already in use" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("meshfilter: error: ingress: Envoy 'ingress' failed to start")
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert _procs_with_token(token) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_everything_on_signal(sig: signal.Signals) -> None:
+    token = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-m", "meshfilter", "demo", "ab", "--port", "0", "--serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MESHFILTER_DEMO_TEST_TOKEN": token})
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 240
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "serving on" in line or time.monotonic() > deadline:
+                break
+        assert any("serving on" in ln for ln in seen), "".join(seen)
+        children = _procs_with_token(token)
+        assert len(children) >= 13  # the CLI, 6 apps, 7 Envoys
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=60)
+        assert rc == 130
+        assert _wait_dead(children) == []
+        assert _procs_with_token(token) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_two_demos_at_once(meshes: list[LocalMesh]) -> None:
+    a, b = ab_mesh(), canary_mesh()  # both ask for 8001: one gets it (if free), the other a free port
+    meshes += [a, b]
+    errors: list[BaseException] = []
+
+    def start(m: LocalMesh) -> None:
+        try:
+            m.start()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(m,)) for m in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert a.ingress_port != b.ingress_port
+    assert a.get("/hello/eric", {"route-v": "v2"}) == (200, ALL_V2)
+    assert b.get("/hello/eric", {"user-agent": "x iPhone13 y"}) == (200, ALL_V2)
+    assert a.get("/hello/eric") == (200, ALL_V1)
+    assert set(a.pids()).isdisjoint(b.pids())
+    pids = a.pids() + b.pids()
+    a.stop()
+    b.stop()
+    assert _wait_dead(pids) == []
+
+
+def test_app_exits_when_the_orchestrator_pipe_closes(meshes: list[LocalMesh]) -> None:
+    """Even if the orchestrator is killed (no cleanup at all), its apps do not linger."""
+    mesh = ab_mesh(port=0)
+    meshes.append(mesh)
+    mesh.start()
+    app = mesh.apps["hello3-v1"]
+    assert app.proc.stdin is not None
+    app.proc.stdin.close()  # what the kernel does when the orchestrator dies
+    assert app.proc.wait(timeout=10) == 0
