@@ -119,6 +119,19 @@ def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
+def _pin_kwargs(args: argparse.Namespace, image: str) -> dict[str, Any]:
+    """resolve_digest reads the default docker config itself; an explicit --docker-config is read here."""
+    kw = _registry_kwargs(args)
+    if args.docker_config:
+        from meshfilter.oras.auth import credentials_for_host
+        from meshfilter.oras.reference import parse_reference
+
+        creds = credentials_for_host(parse_reference(image, where="--image").registry, args.docker_config)
+        if creds:
+            kw["username"], kw["password"] = creds
+    return kw
+
+
 def _read_module(path: Path, flag: str = "--module") -> bytes:
     try:
         return path.read_bytes()
@@ -175,6 +188,8 @@ def _envoy_check(args: argparse.Namespace, doc: dict[str, Any], module: bytes | 
 
     validate_resources([doc])  # the schema first: Envoy only sees well-formed resources
     kw = _registry_kwargs(args) if hasattr(args, "plain_http") else {}
+    if getattr(args, "docker_config", None):
+        kw["docker_config"] = str(args.docker_config)
     check_resource(doc, module=module, oci_fetcher=lambda ref: pull_oci_module(ref, **kw))
     print(f"meshfilter: {doc['kind']}/{doc['metadata']['name']}: Envoy loaded the filter (envoy --mode validate)",
           file=sys.stderr)
@@ -222,7 +237,7 @@ def cmd_wasmplugin(args: argparse.Namespace) -> int:
     if args.pin:
         from meshfilter.oras.client import resolve_digest
 
-        sha = v.check_sha256(resolve_digest(image, **_registry_kwargs(args)), flag="--pin")
+        sha = v.check_sha256(resolve_digest(image, **_pin_kwargs(args, image)), flag="--pin")
     url = plugin_url(args.image, digest=f"sha256:{sha}" if sha and is_oci else None)
     doc = wasm_plugin(name, url=url, namespace=args.namespace, labels=labels, sha256=sha,
                       image_pull_policy=args.image_pull_policy, image_pull_secret=args.pull_secret,
