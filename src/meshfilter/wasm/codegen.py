@@ -55,6 +55,7 @@ HOST_FUNCTIONS: dict[str, HostFunction] = {
     "proxy_get_buffer_bytes": HostFunction(5, ("0.2.1", "0.2.0")),
     "proxy_get_configuration": HostFunction(2, ("0.1.0",)),
     "proxy_get_header_map_value": HostFunction(5),
+    "proxy_get_header_map_pairs": HostFunction(3),
     "proxy_add_header_map_value": HostFunction(5),
     "proxy_replace_header_map_value": HostFunction(5),
     "proxy_remove_header_map_value": HostFunction(3),
