@@ -176,8 +176,23 @@ def test_grpc_error_becomes_http_status_with_convert_grpc_status(envoy: RunningE
     assert body["code"] == 3 and "not an index" in body["message"]
 
 
-def test_wait_helpers_do_not_leak_processes(landing_port: int) -> None:
-    # the server fixture is alive and answers directly too (sanity for the fixtures above)
+def test_without_the_options_unknown_paths_and_errors_are_not_converted(
+        start: Callable[..., RunningEnvoy], landing_port: int) -> None:
+    """Control: the 404 and the JSON error body above come from the options, not from Envoy's defaults."""
+    from meshfilter.examples.landing import SERVICE
+    from meshfilter.transcoder.bootstrap import transcoder_bootstrap
+
+    envoy = start(transcoder_bootstrap(descriptor=descriptor_set(), services=[SERVICE], grpc_host="127.0.0.1",
+                                       grpc_port=landing_port))
+    r = requests.get(envoy.url(path="/v1/nothing/here"), timeout=10)
+    assert r.status_code != 404  # passed through to the gRPC server, which resets it
+    r = requests.get(envoy.url(path="/v1/talk/9/java"), timeout=10)
+    assert r.headers.get("grpc-status") == "3" and r.content == b""  # no JSON google.rpc.Status body
+    assert requests.get(envoy.url(path="/v1/talk/2/java"), timeout=10).json()["results"][0]["kv"]["data"] == "Hola"
+
+
+def test_server_answers_directly(landing_port: int) -> None:
+    """Sanity check of the server fixture itself."""
     t0 = time.monotonic()
     with LandingClient(f"127.0.0.1:{landing_port}") as c:
         assert c.talk("5").results[0].kv["data"] == HELLOS[5]
