@@ -133,6 +133,156 @@ class AppProcess:
         return self.proc.poll() is None
 
     def stop(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()  # the app exits at EOF on its stdin
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class LocalMesh:
+    """The demo mesh. ``with LocalMesh(topology, ...) as mesh: mesh.get("/hello/eric", {...})``."""
+
+    def __init__(self, topology: Topology, *, workload_filters: Sequence[WorkloadFilter] = (),
+                 ingress_filters: Sequence[dict[str, Any]] = (), backend: str = "process",
+                 port: int | None = None, log: Callable[[str], None] | None = None,
+                 envoy_timeout: float = ENVOY_START_TIMEOUT, ingress_bootstrap_override: Callable[
+                     [dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self.topology = topology
+        self.workload_filters = list(workload_filters)
+        self.ingress_filters = list(ingress_filters)
+        self.backend_name = backend
+        self.requested_port = port
+        self.log = log or (lambda _msg: None)
+        self.envoy_timeout = envoy_timeout
+        self._override = ingress_bootstrap_override  # tests inject failures through it
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.workdir = Path(".")
+        self.apps: dict[str, AppProcess] = {}
+        self.sidecars: dict[str, RunningEnvoy] = {}
+        self.ingress: RunningEnvoy | None = None
+        self._lock = threading.Lock()
+        self.ingress_port = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> LocalMesh:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalMesh:
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"meshfilter-demo-{self.topology.name}-")
+        self.workdir = Path(self._tmp.name)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        backend = get_backend(self.backend_name)
+        topo = self.topology
+        t0 = time.monotonic()
+        # 1. the six apps, all at once; each prints the port it bound.
+        for inst in topo.instances:
+            self.apps[inst.name] = AppProcess(inst, topo, self.workdir)
+        for app in self.apps.values():
+            app.wait_listening()
+        self.log(f"started {len(self.apps)} apps ({', '.join(self.apps)})")
+        # 2. sidecars, leaves first, so every outbound cluster knows its backends' inbound ports.
+        inbound: dict[str, int] = {}
+        for tier in topo.start_order():
+            with ThreadPoolExecutor(max_workers=len(tier)) as pool:
+                futures = {inst.name: pool.submit(self._start_sidecar, backend, inst, inbound) for inst in tier}
+                errors = []
+                for _name, fut in futures.items():
+                    try:
+                        fut.result()
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below after the tier settles
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
+            for inst in tier:
+                env = self.sidecars[inst.name]
+                inbound[inst.name] = env.listener_ports["inbound"]
+                out = ("127.0.0.1", env.listener_ports["outbound"]) if inst.backend else None
+                self.apps[inst.name].connect_sidecar(out)
+        self.log(f"started {len(self.sidecars)} sidecar Envoys")
+        # 3. the ingress gateway.
+        self._start_ingress(backend, inbound)
+        self.log(f"mesh '{topo.name}' up in {time.monotonic() - t0:.1f}s: ingress {self.url()} "
+                 f"({1 + len(self.sidecars)} Envoys on the {self.backend_name} backend, {len(self.apps)} apps)")
+
+    def _start_envoy(self, backend: Any, bootstrap: Mapping[str, Any], name: str) -> RunningEnvoy:
+        try:
+            env: RunningEnvoy = backend.start(bootstrap, name=name, concurrency=1, log_level="info",
+                                              timeout=self.envoy_timeout)
+            return env
+        except MeshfilterError as exc:  # EnvoyError (with Envoy's log), ContainerError, ...
+            raise DemoError(f"Envoy '{name}' failed to start: {exc.what}", where=name, component=name,
+                            log_tail=getattr(exc, "log_tail", ""),
+                            hint=exc.hint or "see the log tail above") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. the container engine's own API errors
+            raise DemoError(f"Envoy '{name}' failed to start: {type(exc).__name__}: {exc}", where=name,
+                            component=name, hint=f"check the {self.backend_name} backend") from None
+
+    def _start_sidecar(self, backend: Any, inst: Instance, inbound: Mapping[str, int]) -> None:
+        chosen = selected_filters(inst, self.workload_filters)
+        flts = [f.http_filter for f in chosen]
+        boot = sidecar_bootstrap(self.topology, inst, app_port=self.apps[inst.name].port,
+                                 inbound_ports=inbound, outbound_filters=flts)
+        name = f"sidecar-{inst.name}"
+        env = self._start_envoy(backend, boot, name)
+        with self._lock:
+            self.sidecars[inst.name] = env
+        for f in chosen:
+            self.log(f"{name}: outbound filter {f.id} ({f.summary})")
+
+    def _start_ingress(self, backend: Any, inbound: Mapping[str, int]) -> None:
+        port = self.requested_port
+        auto = port is None
+        if auto:
+            port = DEFAULT_INGRESS_PORT if port_is_free(DEFAULT_INGRESS_PORT) else 0
+            if port == 0:
+                self.log(f"port {DEFAULT_INGRESS_PORT} is taken; the ingress takes a free port")
+        assert port is not None
+        for attempt in (1, 2):
+            boot = ingress_bootstrap(self.topology, port=port, inbound_ports=inbound,
+                                     http_filters=self.ingress_filters)
+            if self._override is not None:
+                boot = self._override(boot)
+            try:
+                self.ingress = self._start_envoy(backend, boot, "ingress")
+                break
+            except DemoError as exc:
+                # 8001 was free a moment ago but another demo won the race: take any port.
+                if auto and port and attempt == 1 and "in use" in exc.log_tail:
+                    self.log(f"port {port} was taken meanwhile; the ingress takes a free port")
+                    port = 0
+                    continue
+                raise
+        assert self.ingress is not None
+        self.ingress_port = self.ingress.listener_ports["gateway"]
+
+    def stop(self) -> None:
         """Stop everything started: the Envoys (in parallel: container removal is slow), then the
         apps. Safe to call twice."""
         errors: list[BaseException] = []
