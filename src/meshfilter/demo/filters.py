@@ -57,6 +57,9 @@ def seed_filter_deployments(only: Sequence[str] | None = None) -> list[dict[str,
             raise UsageError(f"no seed ASMFilterDeployment for {key!r}", where="--only",
                              hint=f"choose from {', '.join(SEED_ASM_FLAGS)}")
         out.append(_render_asm(SEED_ASM_FLAGS[key]))
+    from meshfilter.k8s.schema import validate_resources
+
+    validate_resources(out)  # the same strict schema check `meshfilter deploy asm` applies before printing
     return out
 
 
