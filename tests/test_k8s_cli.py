@@ -152,3 +152,13 @@ def test_validate_failure_is_envoys_line(tmp_path: Path, capsys: pytest.CaptureF
     rc, out, err = _run_err(_replace(EF, "--module", str(bad)) + ["--validate"], capsys)
     assert rc == 1 and out == ""
     assert "Unable to create Wasm plugin r" in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_single_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "sub" / "hello1.yaml"
+    assert main([*SEED, "-o", str(target)]) == 0
+    assert capsys.readouterr().out == ""
+    assert load_yaml(target.read_text())[0]["metadata"]["name"] == "hello1-propagate-header"
+    target = tmp_path / "hello1.json"
+    assert main([*SEED, "-o", str(target)]) == 0
+    assert json.loads(target.read_text())["kind"] == "ASMFilterDeployment"

@@ -21,6 +21,7 @@ from meshfilter.k8s.schema import validate_resources
 from meshfilter.k8s.secret import SECRET_NAME, SECRET_NAMESPACE
 from meshfilter.k8s.wasm_envoyfilter import MAX_INLINE_BYTES, code_source, wasm_envoy_filter
 from meshfilter.k8s.wasmplugin import FAIL_STRATEGIES, PHASES, PULL_POLICIES, plugin_url, wasm_plugin
+from meshfilter.util.fs import atomic_write_text
 
 
 def register(subparsers: Any) -> None:
@@ -87,7 +88,8 @@ def _common(p: argparse.ArgumentParser, *, context_choices: tuple[str, ...]) -> 
     p.add_argument("--filter", dest="filter_kind", choices=v.FILTER_KINDS,
                    help=f"which checks --parameters gets (default: propagate-header when the root id is {ROOT_ID})")
     p.add_argument("-o", "--output", default=None,
-                   help="'yaml' or '-' (stdout, default), 'json', or a directory (one file per resource)")
+                   help="'yaml' or '-' (stdout, default), 'json' (stdout), FILE.yaml/FILE.json (one file), "
+                        "or a directory (one file per resource)")
 
 
 def _secret_flags(p: argparse.ArgumentParser, *, default_namespace: str | None) -> None:
@@ -176,6 +178,11 @@ def _emit(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
         sys.stdout.write(to_yaml(docs))
     elif out == "json":
         sys.stdout.write(to_json(docs))
+    elif out.endswith((".yaml", ".yml", ".json")):  # one file holding every resource
+        text = to_json(docs) if out.endswith(".json") else to_yaml(docs)
+        secret = any(d.get("kind") == "Secret" for d in docs)
+        atomic_write_text(Path(out), text, mode=0o600 if secret else 0o644)
+        print(f"wrote {out}", file=sys.stderr)
     else:
         for path in write_dir(docs, Path(out)):
             print(f"wrote {path}", file=sys.stderr)
