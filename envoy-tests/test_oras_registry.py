@@ -70,6 +70,12 @@ def reg_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
 
 
 @pytest.fixture(scope="module")
+def reg_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    with RegistryServer(tmp_path_factory.mktemp("reg-token"), "token") as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
 def reg_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     with RegistryServer(tmp_path_factory.mktemp("reg-tls"), "tls") as reg:
         yield reg
@@ -304,6 +310,32 @@ def test_auth_required_wrong_and_right_password_never_leaks(reg_auth: RegistrySe
     with pytest.raises(AuthError) as exc:
         RegistryClient(ref, plain_http=True, username=reg_auth.username, password=wrong).get_manifest()
     assert wrong not in str(exc.value) and wrong not in repr(exc.value.args)
+
+
+def test_bearer_token_registry_round_trip(reg_token: RegistryServer, module_file: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert reg_token.issuer is not None and reg_token.password
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    ref = f"{reg_token.host}/bearer/ph:1"
+    rc, out, err = cli(["oras", "push", ref, str(module_file), "--format", "wasme", "--root-id", ROOT,
+                        "--plain-http", "--username", "meshfilter", "--password-stdin"], capsys,
+                       stdin=reg_token.password + "\n", monkeypatch=monkeypatch)
+    assert rc == 0, err
+    assert reg_token.password not in out + err
+    # the registry asked for scoped tokens and we fetched them from its realm
+    granted = [a for claims in reg_token.issuer.issued for a in claims["access"]]
+    assert {"type": "repository", "name": "bearer/ph", "actions": ["pull", "push"]} in granted
+    rc, out, err = cli(["oras", "pull", ref, "-o", str(tmp_path / "b.wasm"), "--plain-http", "--username",
+                        "meshfilter", "--password-stdin"], capsys, stdin=reg_token.password, monkeypatch=monkeypatch)
+    assert rc == 0, err
+    assert (tmp_path / "b.wasm").read_bytes() == module_file.read_bytes()
+    rc, out, err = cli(["oras", "pull", ref, "-o", str(tmp_path / "c.wasm"), "--plain-http", "--username",
+                        "meshfilter", "--password-stdin"], capsys, stdin="wrong-pass\n", monkeypatch=monkeypatch)
+    assert rc == 1 and "credentials rejected (401)" in err and "wrong-pass" not in out + err
+    rc, out, err = cli(["oras", "pull", ref, "-o", str(tmp_path / "c.wasm"), "--plain-http"], capsys)
+    assert rc == 1 and "authentication required (401)" in err
+    assert not (tmp_path / "c.wasm").exists()
 
 
 def manifest_status_auth(reg: RegistryServer, repo: str, tag: str) -> int:

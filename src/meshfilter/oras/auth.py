@@ -166,7 +166,7 @@ class Authenticator:
         self.session = session
         self.verify = verify
         self.header: dict[str, str] = {}
-        self._scopes: set[str] = set()
+        self._tokens: dict[str, str] = {}  # scope -> bearer token
 
     def _hint(self) -> str:
         if self.credentials is None:
@@ -193,10 +193,12 @@ class Authenticator:
             return True
         if ch.scheme == "bearer":
             scope = ch.params.get("scope", "")
-            if self.header.get("Authorization", "").startswith("Bearer ") and scope in self._scopes:
-                return False
-            token = self._fetch_token(ch)
-            self._scopes.add(scope)
+            token = self._tokens.get(scope)
+            if token is not None and self.header.get("Authorization") == "Bearer " + token:
+                return False  # this very token was refused
+            if token is None:
+                token = self._fetch_token(ch)
+                self._tokens[scope] = token
             self.header = {"Authorization": "Bearer " + token}
             return True
         return False

@@ -2,7 +2,9 @@
 
 Variants: ``open`` (plain HTTP, no auth), ``htpasswd`` (plain HTTP, bcrypt basic auth made with
 ``htpasswd -B -i``, password fed on stdin), ``tls`` (HTTPS with a self-signed CA made with openssl; pass
-``ca_file``). Ready means ``/v2/`` answers; the process is ended by its PID in :meth:`stop`.
+``ca_file``), ``token`` (plain HTTP, bearer-token auth: the registry verifies ES256 JWTs issued by
+:class:`TokenIssuer`, a small token service in this process that checks username/password).
+Ready means ``/v2/`` answers; the process is ended by its PID in :meth:`stop`.
 
     with RegistryServer(tmp_path, variant="htpasswd") as reg:
         push(..., **reg.client_kwargs())
@@ -24,7 +26,7 @@ from meshfilter.util.ports import free_port
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
-VARIANTS = ("open", "htpasswd", "tls")
+VARIANTS = ("open", "htpasswd", "tls", "token")
 
 
 def make_ca_and_cert(workdir: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
@@ -55,8 +57,9 @@ class RegistryServer:
             raise ValueError(f"variant must be one of {VARIANTS}")
         self.workdir = Path(workdir)
         self.variant = variant
-        self.username = username if variant == "htpasswd" else None
-        self.password = (password or secrets.token_urlsafe(18)) if variant == "htpasswd" else None
+        self.username = username if variant in ("htpasswd", "token") else None
+        self.password = (password or secrets.token_urlsafe(18)) if self.username else None
+        self.issuer: TokenIssuer | None = None
         self.timeout = timeout
         self.binary = binary
         self.port = 0
@@ -117,6 +120,11 @@ class RegistryServer:
             if proc.returncode != 0:
                 raise RegistryError("htpasswd failed", where=str(htpasswd))
             lines += ["auth:", "  htpasswd:", "    realm: meshfilter-test", f"    path: {htpasswd}"]
+        if self.variant == "token":
+            assert self.username and self.password
+            self.issuer = TokenIssuer(self.workdir / "token", self.username, self.password).start()
+            lines += ["auth:", "  token:", f"    realm: {self.issuer.url}/token", f"    service: {TokenIssuer.SERVICE}",
+                      f"    issuer: {TokenIssuer.ISSUER}", f"    rootcertbundle: {self.issuer.cert_path}"]
         return "\n".join(lines) + "\n"
 
     def start(self) -> RegistryServer:
@@ -156,6 +164,9 @@ class RegistryServer:
                             where=self.url, hint="see the registry log; is the port free and the config valid?")
 
     def stop(self) -> None:
+        issuer, self.issuer = self.issuer, None
+        if issuer is not None:
+            issuer.stop()
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -171,3 +182,114 @@ class RegistryServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """A minimal Docker token service (distribution's token auth spec) for the ``token`` registry variant.
+
+    ``GET /token?service=...&scope=repository:NAME:pull,push`` with basic auth answers ``{"token": JWT}``
+    granting the asked actions; wrong or missing credentials get 401. Tokens are ES256 JWTs carrying the
+    self-signed signing certificate in ``x5c``; the registry trusts that certificate (``rootcertbundle``).
+    """
+
+    SERVICE = "meshfilter-test-registry"
+    ISSUER = "meshfilter-test-issuer"
+
+    def __init__(self, workdir: Path, username: str, password: str) -> None:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.username, self.password = username, password
+        self.issued: list[dict[str, Any]] = []  # claims of every token issued (tests look at scopes)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshfilter token signer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(self.key, hashes.SHA256()))
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.cert_path = workdir / "token-signer.pem"
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.port = 0
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def issue(self, scope: str) -> str:
+        import base64
+        import json as _json
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        access = []
+        for item in filter(None, scope.split(" ")):
+            typ, _, rest = item.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": typ, "name": name, "actions": [a for a in actions.split(",") if a]})
+        now = int(time.time())
+        claims = {"iss": self.ISSUER, "sub": self.username, "aud": self.SERVICE, "exp": now + 600,
+                  "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        self.issued.append(claims)
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(self.cert_der).decode()]}
+        signing_input = (_b64url(_json.dumps(header).encode()) + "." + _b64url(_json.dumps(claims).encode()))
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    def start(self) -> TokenIssuer:
+        import base64
+        import json as _json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlparse(self.path)
+                want = "Basic " + base64.b64encode(f"{issuer.username}:{issuer.password}".encode()).decode()
+                if url.path != "/token" or self.headers.get("Authorization") != want:
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"details":"invalid credentials"}')
+                    return
+                q = parse_qs(url.query)
+                token = issuer.issue(" ".join(q.get("scope", [])))
+                body = _json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
