@@ -36,6 +36,7 @@ from meshfilter.envoy.engine import engine_client, engine_unavailable_reason
 from meshfilter.envoy.image import ENVOY_IN_IMAGE, ImageInfo, ensure_image
 from meshfilter.envoy.readiness import HttpReadiness
 from meshfilter.envoy.runner import RunningEnvoy, _register, listener_ports_from_admin
+from meshfilter.envoy.validate import envoy_error_line
 from meshfilter.errors import ContainerError, EnvoyError, UsageError
 from meshfilter.util.ports import free_ports
 
@@ -335,15 +336,20 @@ class ContainerBackend:
                 subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(inst.pid)], check=True,
                                capture_output=True, timeout=10)
         except BaseException as exc:
-            tail = inst.log_tail()
+            exited = not inst.alive()
+            log = inst.log_text()
             inst.stop()
             from docker.errors import APIError
 
             if isinstance(exc, APIError):
                 raise ContainerError(f"container did not start: {exc.explanation or exc}",
                                      where=f"{name} ({inst.id[:12]})", hint=_start_hint(str(exc))) from None
-            if isinstance(exc, EnvoyError) and not exc.log_tail:
-                exc.log_tail = tail
+            if isinstance(exc, EnvoyError) and exited:
+                # Envoy's own error line (not just the last line, which may end a dumped proto).
+                raise EnvoyError(f"envoy '{name}' (container {inst.id[:12]}) exited before it was ready: "
+                                 f"{envoy_error_line(log)}", where=inst.admin_url or name,
+                                 hint="run 'meshfilter envoy validate' on the bootstrap",
+                                 log_tail="\n".join(log.splitlines()[-300:])) from None
             raise
         return inst
 
