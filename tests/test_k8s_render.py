@@ -179,3 +179,53 @@ def test_envoy_part_fetches_and_verifies(tmp_path: Path) -> None:
         envoy_check.envoy_part(remote, module=MODULE)
     with pytest.raises(K8sError):
         envoy_check.envoy_part({"kind": "Secret", "metadata": {"name": "s"}})
+
+
+# --- properties: whatever passes the input checks renders a schema-valid resource ----------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_label_name = st.from_regex(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
+_dns_label = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
+
+
+@settings(max_examples=30, deadline=None)
+@given(labels=st.dictionaries(_label_name, st.one_of(st.just(""), _label_name), min_size=1, max_size=4),
+       name=_dns_label, namespace=_dns_label, context=st.sampled_from(validate.PATCH_CONTEXTS),
+       priority=st.integers(-(2**31), 2**31 - 1), config=st.dictionaries(st.text(max_size=5), st.integers()))
+def test_checked_inputs_render_schema_valid_resources(labels: dict[str, str], name: str, namespace: str,
+                                                      context: str, priority: int, config: dict[str, int]) -> None:
+    raw = [f"{k}={v}" for k, v in labels.items()]
+    assert validate.check_labels(raw) == labels
+    validate.check_dns1123_subdomain(name)
+    validate.check_dns1123_label(namespace)
+    docs = [
+        asm_filter_deployment(name, labels=labels, patch_context=context, image="r.example.com/a:1", root_id="r",
+                              namespace=namespace, parameters=json.dumps(config)),
+        wasm_plugin(name, url="oci://r.example.com/a:1", namespace=namespace, labels=labels, priority=priority,
+                    plugin_config=config, patch_context=context),
+        wasm_envoy_filter(name, patch_context=context, code=code_source(module=MODULE), root_id="r",
+                          configuration=json.dumps(config), namespace=namespace, labels=labels, priority=priority,
+                          istio_version="1.22"),
+    ]
+    for doc in docs:
+        assert schema_errors(doc) == []
+        assert output.load_yaml(output.to_yaml([doc])) == [doc]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(min_size=1, max_size=70))
+def test_label_key_check_agrees_with_kubernetes_syntax(key: str) -> None:
+    import re
+
+    ok = bool(re.fullmatch(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                           r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", key))
+    name = key.rpartition("/")[2]
+    ok = ok and len(name) <= 63 and len(key.rpartition("/")[0]) <= 253
+    try:
+        validate.check_label_key(key)
+        accepted = True
+    except UsageError:
+        accepted = False
+    assert accepted == ok

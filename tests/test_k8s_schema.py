@@ -115,3 +115,14 @@ def test_strict_schema_does_not_touch_input() -> None:
     before = copy.deepcopy(raw)
     strict = schema.strict_schema(raw)
     assert raw == before and strict["additionalProperties"] is False
+
+
+def test_patterns_anchor_at_end_of_input() -> None:
+    doc = _ef()
+    doc["metadata"]["name"] = "f\n"
+    assert any(e.startswith("metadata.name:") for e in schema.schema_errors(doc))
+    wp = _wp()
+    wp["spec"]["sha256"] = "a" * 64 + "\n"
+    assert any(e.startswith("spec.sha256:") for e in schema.schema_errors(wp))
+    wp["spec"]["sha256"] = ""
+    assert schema.schema_errors(wp) == []

@@ -171,7 +171,7 @@ def check_resource(doc: Mapping[str, Any], *, module: bytes | None = None,
         wasm_lines = [_strip(ln) for ln in exc.log_tail.splitlines() if "[error][wasm]" in ln]
         what = exc.what + (f"; Envoy's Wasm log: {wasm_lines[0]}" if wasm_lines else "")
         raise EnvoyValidationError(what, where=f"{doc.get('kind')}/{doc['metadata']['name']}",
-                                   hint="the module or its configuration does not load in Envoy",
+                                   hint="the filter (module) or its configuration does not load in Envoy",
                                    log_tail=exc.log_tail) from None
 
 

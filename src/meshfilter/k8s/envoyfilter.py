@@ -35,7 +35,7 @@ def proxy_version_regex(istio_version: str) -> str:
     ``"1.7"`` -> ``^1\\.7.*`` (every 1.7.x), ``"1.22.3"`` -> ``^1\\.22\\.3.*``.
     """
     version = istio_version.strip()
-    if not _ISTIO_VERSION.match(version):
+    if not _ISTIO_VERSION.fullmatch(version):
         raise UsageError(f"Istio version {istio_version!r} is not MAJOR.MINOR or MAJOR.MINOR.PATCH",
                          where="--istio-version", hint="for example --istio-version 1.22")
     return "^" + re.escape(version) + ".*"

@@ -12,6 +12,7 @@ core/v1 Secret (``schemas/meshfilter-schemas.yaml``).
   ``x-kubernetes-preserve-unknown-fields: true``;
 - ``apiVersion``, ``kind`` and ``metadata`` (name, namespace, labels, annotations) are checked;
   the name must be a DNS-1123 subdomain;
+- ``pattern`` ``$`` means end of input (as in ECMA-262, not Python's "before a final newline");
 - ``nullable``, ``format: int32``/``int64``, ``x-kubernetes-list-type: map`` (unique keys) and
   every CEL rule in ``x-kubernetes-validations`` that the schemas contain are enforced. The CEL
   rules are implemented in Python, keyed by their message; a schema rule without an
@@ -114,6 +115,9 @@ def strict_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
             node["additionalProperties"] = False
         if node.get("nullable") and isinstance(node.get("type"), str):
             node["type"] = [node["type"], "null"]
+        if isinstance(node.get("pattern"), str):
+            # ECMA-262 '$' is the end of input; Python's also matches before a final newline
+            node["pattern"] = re.sub(r"(?<!\\)\$", r"\\Z", node["pattern"])
     return out
 
 

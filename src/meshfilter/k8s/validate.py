@@ -42,7 +42,7 @@ def check_patch_context(value: str, *, flag: str = "--patch-context",
 
 
 def check_dns1123_subdomain(value: str, *, flag: str = "--name") -> str:
-    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
         raise UsageError(f"{value!r} is not a DNS-1123 name", where=flag,
                          hint="use at most 253 lower-case letters, digits, '-' and '.', "
                               "starting and ending with a letter or digit, e.g. hello1-propagate-header")
@@ -50,7 +50,7 @@ def check_dns1123_subdomain(value: str, *, flag: str = "--name") -> str:
 
 
 def check_dns1123_label(value: str, *, flag: str = "--namespace") -> str:
-    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
         raise UsageError(f"{value!r} is not a DNS-1123 label", where=flag,
                          hint="use at most 63 lower-case letters, digits and '-', "
                               "starting and ending with a letter or digit")
@@ -59,10 +59,10 @@ def check_dns1123_label(value: str, *, flag: str = "--namespace") -> str:
 
 def check_label_key(key: str, *, flag: str = "--label") -> str:
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
         raise UsageError(f"label key {key!r} has an invalid prefix {prefix!r}", where=flag,
                          hint="the prefix must be a DNS-1123 subdomain such as example.com/")
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
         raise UsageError(f"label key {key!r} is not a valid Kubernetes label name", where=flag,
                          hint="use at most 63 letters, digits, '-', '_' and '.', "
                               "starting and ending with a letter or digit")
@@ -70,7 +70,7 @@ def check_label_key(key: str, *, flag: str = "--label") -> str:
 
 
 def check_label_value(key: str, value: str, *, flag: str = "--label") -> str:
-    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+    if value and (len(value) > 63 or not _LABEL_NAME.fullmatch(value)):
         raise UsageError(f"label value {value!r} of {key!r} is not a valid Kubernetes label value",
                          where=flag, hint="use at most 63 letters, digits, '-', '_' and '.', "
                                           "starting and ending with a letter or digit")
@@ -126,7 +126,7 @@ def check_parameters(text: str | None, *, propagate_header: bool,
 
 def check_sha256(value: str, *, flag: str = "--sha256") -> str:
     hexdigest = value.strip().lower().removeprefix("sha256:")
-    if not _SHA256.match(hexdigest):
+    if not _SHA256.fullmatch(hexdigest):
         raise UsageError(f"{value!r} is not a SHA-256 hex digest", where=flag,
                          hint="give 64 hex characters, e.g. the output of sha256sum")
     return hexdigest
@@ -140,7 +140,7 @@ def check_priority(value: int | None, *, flag: str = "--priority") -> int | None
 
 
 def check_root_id(value: str, *, flag: str = "--root-id") -> str:
-    if not value or len(value) > 256 or not _ROOT_ID.match(value):
+    if not value or len(value) > 256 or not _ROOT_ID.fullmatch(value):
         raise UsageError(f"{value!r} is not a valid root id", where=flag,
                          hint="use letters, digits and _ . : / - (at most 256), "
                               f"e.g. {propagate.ROOT_ID}")
