@@ -138,6 +138,12 @@ def test_ab_module_runs_in_the_v2_sidecars(backend_name: str, meshes: list[Local
                for name, env in mesh.sidecars.items()}
     assert running == {"hello1-v1": False, "hello1-v2": True, "hello2-v1": False, "hello2-v2": True,
                        "hello3-v1": False, "hello3-v2": False}
+    # an app exits when the orchestrator's pipe closes (what the kernel does when the orchestrator is
+    # killed, with no clean-up at all), so apps never linger
+    app = mesh.apps["hello3-v1"]
+    assert app.proc.stdin is not None
+    app.proc.stdin.close()
+    assert app.proc.wait(timeout=10) == 0
 
 
 # ------------------------------------------------------------------------------------ the canary
@@ -287,14 +293,3 @@ def test_two_demos_at_once(meshes: list[LocalMesh]) -> None:
     a.stop()
     b.stop()
     assert _wait_dead(pids) == []
-
-
-def test_app_exits_when_the_orchestrator_pipe_closes(meshes: list[LocalMesh]) -> None:
-    """Even if the orchestrator is killed (no cleanup at all), its apps do not linger."""
-    mesh = ab_mesh(port=0)
-    meshes.append(mesh)
-    mesh.start()
-    app = mesh.apps["hello3-v1"]
-    assert app.proc.stdin is not None
-    app.proc.stdin.close()  # what the kernel does when the orchestrator dies
-    assert app.proc.wait(timeout=10) == 0

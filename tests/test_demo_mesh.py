@@ -107,6 +107,7 @@ def test_ingress_routes_hello1_and_points_clusters_at_the_sidecars() -> None:
     assert _listeners(boot) == ["gateway"]
     lst = boot["static_resources"]["listeners"][0]
     assert lst["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8001}
+    assert lst["enable_reuse_port"] is False  # a second demo must fail to bind 8001, not share it
     clusters = {c["name"]: c for c in boot["static_resources"]["clusters"]}
     assert set(clusters) == {cluster_name("hello1", "v1"), cluster_name("hello1", "v2")}
     ep = clusters[cluster_name("hello1", "v2")]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]

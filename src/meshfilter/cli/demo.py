@@ -70,11 +70,7 @@ def _run(args: argparse.Namespace, mesh: Any, probes: Sequence[Any], try_cmd: st
     old = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        try:
-            mesh.start()
-        except DemoError as exc:
-            _print_tail(exc)
-            raise
+        mesh.start()
         try:
             url = mesh.url(DEMO_PATH)
             ok = True
@@ -91,11 +87,27 @@ def _run(args: argparse.Namespace, mesh: Any, probes: Sequence[Any], try_cmd: st
                       file=sys.stderr, flush=True)
                 threading.Event().wait()
         finally:
-            mesh.stop()
+            _shielded(mesh.stop)
+    except DemoError as exc:
+        _print_tail(exc)
+        raise
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
     return 0 if ok else 1
+
+
+def _shielded(func: Any) -> None:
+    """Run the clean-up with Ctrl-C and SIGTERM ignored, so a second Ctrl-C cannot cut it short."""
+    if threading.current_thread() is not threading.main_thread():
+        func()
+        return
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        func()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _print_tail(exc: DemoError) -> None:

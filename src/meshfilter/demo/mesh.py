@@ -184,8 +184,12 @@ def _access_log() -> dict[str, Any]:
 
 def _listener(name: str, port: int, *, routes: Sequence[dict[str, Any]], domains: Sequence[str] = ("*",),
               http_filters: Sequence[dict[str, Any]] = (), host: str = LOCALHOST) -> dict[str, Any]:
-    return bs.http_listener(name, port, routes=routes, http_filters=http_filters, host=host,
-                            vhost_extra={"domains": list(domains)}, hcm_extra=_access_log())
+    lst = bs.http_listener(name, port, routes=routes, http_filters=http_filters, host=host,
+                           vhost_extra={"domains": list(domains)}, hcm_extra=_access_log())
+    # No SO_REUSEPORT: with it, two demos racing for 8001 would both bind it and share its traffic;
+    # without it the loser fails to bind and takes a free port instead.
+    lst["enable_reuse_port"] = False
+    return lst
 
 
 def ingress_bootstrap(topology: Topology, *, port: int, inbound_ports: Mapping[str, int],
