@@ -203,7 +203,8 @@ def _dump(docs: list[dict[str, Any]], fmt: str, *, header: str | None) -> str:
     if header is None:
         import yaml
 
-        return yaml.safe_dump(docs[0], sort_keys=False, width=2**31 - 1)
+        dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return yaml.dump(docs[0], Dumper=dumper, sort_keys=False, width=2**31 - 1)
     from meshfilter.transcoder.envoyfilter import render_yaml
 
     return render_yaml(docs, version=header)
