@@ -198,7 +198,14 @@ class LocalMesh:
         return self
 
     def _start(self) -> None:
-        backend = get_backend(self.backend_name)
+        try:
+            backend = get_backend(self.backend_name)
+        except MeshfilterError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the container engine's own API errors
+            raise DemoError(f"the {self.backend_name} backend is not usable: {type(exc).__name__}: {exc}",
+                            where="--backend", component=f"{self.backend_name} backend",
+                            hint="for containers, check DOCKER_HOST and the engine") from None
         topo = self.topology
         t0 = time.monotonic()
         # 1. the six apps, all at once; each prints the port it bound.
