@@ -33,6 +33,7 @@ from meshfilter.envoy.runner import EnvoyProcess, ProcessBackend  # noqa: E402
 from meshfilter.filters import tagging as t  # noqa: E402
 from meshfilter.k8s.lua_envoyfilter import lua_http_filter  # noqa: E402
 from meshfilter.lua.codegen import compile_rules  # noqa: E402
+from meshfilter.wasm import build_tag_rules  # noqa: E402
 
 UA = "Mozilla/5.0 (iPhone13,2; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 
@@ -49,19 +50,16 @@ def ruleset(n: int) -> t.RuleSet:
 
 
 def wasm_http_filter(rs: t.RuleSet) -> dict[str, Any]:
-    from meshfilter.wasm import build_tag_rules  # type: ignore[attr-defined,unused-ignore]
-
     module = build_tag_rules(rs)
-    return wasm_filter(code=wasm_code(inline=module), configuration="", root_id="", vm_id="tag-rules")
+    return wasm_filter(code=wasm_code(inline=module), configuration="", root_id="", vm_id="tag-rules",
+                       name="tag-rules")
 
 
-def variants(with_wasm: bool) -> dict[str, list[dict[str, Any]]]:
+def variants() -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"none": []}
     for n in (1, 20):
         out[f"lua-{n}"] = [lua_http_filter(compile_rules(ruleset(n)))]
-    if with_wasm:
-        for n in (1, 20):
-            out[f"wasm-{n}"] = [wasm_http_filter(ruleset(n))]
+        out[f"wasm-{n}"] = [wasm_http_filter(ruleset(n))]
     return out
 
 
@@ -83,20 +81,12 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     args = ap.parse_args()
 
-    try:
-        from meshfilter.wasm import build_tag_rules  # type: ignore[attr-defined,unused-ignore]  # noqa: F401
-
-        with_wasm = True
-    except ImportError:
-        with_wasm = False
-        print("meshfilter.wasm.build_tag_rules is not available: Wasm variants left out", file=sys.stderr)
-
     backend = ProcessBackend()
     envoys: dict[str, EnvoyProcess] = {}
     rps: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     try:
-        for name, filters in variants(with_wasm).items():
+        for name, filters in variants().items():
             envoys[name] = backend.start(filter_bootstrap(filters), name=f"bench-{name}", cpu=0,
                                          log_level="warning")
             rps[name], cpu[name] = [], []
@@ -127,8 +117,6 @@ def main() -> int:
     for name in envoys:
         r, c = median(rps[name]), median(cpu[name])
         lines.append(f"| {name} | {r:,.0f} | {r / base_rps:.2f} | {c:.1f} | {c - base_cpu:+.1f} |")
-    if not with_wasm:
-        lines += ["", "Wasm variants missing: `meshfilter.wasm.build_tag_rules` was not available in this run."]
     body = "\n".join(lines)
     print(body)
     if not args.no_write:

@@ -114,8 +114,7 @@ end
 def _wasm_columns(rs: t.RuleSet) -> tuple[Callable[[Headers], Headers], dict[str, Any]]:
     """The Wasm module for ``rs``: a runner in the emulator, and the HTTP filter for Envoy."""
     from meshfilter.envoy.bootstrap import wasm_code, wasm_filter
-    from meshfilter.wasm import build_tag_rules
-    from meshfilter.wasm.emulator import HostEmulator
+    from meshfilter.wasm import HostEmulator, build_tag_rules
 
     module = build_tag_rules(rs)
     emu = HostEmulator(module)
@@ -126,7 +125,7 @@ def _wasm_columns(rs: t.RuleSet) -> tuple[Callable[[Headers], Headers], dict[str
         return [(k, v) for k, v in result.request_headers]
 
     http_filter = wasm_filter(code=wasm_code(inline=module), configuration="", root_id="",
-                              vm_id="tag-rules")
+                              vm_id="tag-rules", name="tag-rules")
     return emulate, http_filter
 
 
