@@ -103,6 +103,7 @@ def test_envoyfilter_validates_and_filters_requests(module_file: Path, start: Ca
     assert _serve_and_request(start, envoy_part(doc)) == ["hello2v2"]
 
 
+@pytest.mark.registry
 def test_wasmplugin_pinned_from_registry_validates_and_filters_requests(
         registry: tuple[RegistryServer, str], start: Callable[..., RunningEnvoy],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,6 +122,7 @@ def test_wasmplugin_pinned_from_registry_validates_and_filters_requests(
     assert _serve_and_request(start, http) == ["hello2v2"]
 
 
+@pytest.mark.registry
 def test_pin_follows_the_tag(registry: tuple[RegistryServer, str], capsys: pytest.CaptureFixture[str]) -> None:
     reg, _ = registry
     other = build_propagate_header(abi="0.1.0", root_id=ROOT_ID)  # different bytes -> different digest
@@ -135,6 +137,7 @@ def test_pin_follows_the_tag(registry: tuple[RegistryServer, str], capsys: pytes
     assert rc == 1 and out == "" and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.registry
 def test_asm_with_pull_secret_against_auth_registry(auth_registry: tuple[RegistryServer, str], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     reg, _ = auth_registry
