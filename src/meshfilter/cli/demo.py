@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from meshfilter.errors import DemoError
+from meshfilter.errors import DemoError, UsageError
 
 
 def register(sub: Any) -> None:
@@ -43,6 +43,7 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 def cmd_ab(args: argparse.Namespace) -> int:
     from meshfilter.demo.run import AB_PROBES, ab_mesh
 
+    _check_port(args)
     return _run(args, ab_mesh(backend=args.backend, port=args.port, only=args.only, log=_logger(args)),
                 AB_PROBES, "curl -H 'route-v: v2' {url}")
 
@@ -50,8 +51,15 @@ def cmd_ab(args: argparse.Namespace) -> int:
 def cmd_canary(args: argparse.Namespace) -> int:
     from meshfilter.demo.run import CANARY_PROBES, canary_mesh
 
+    _check_port(args)
     return _run(args, canary_mesh(backend=args.backend, port=args.port, log=_logger(args)), CANARY_PROBES,
                 "curl -A 'iPhone13' {url}")
+
+
+def _check_port(args: argparse.Namespace) -> None:
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError(f"port {args.port} is out of range", where="--port",
+                         hint="give 1-65535, or 0 for any free port")
 
 
 def _logger(args: argparse.Namespace) -> Any:
@@ -66,7 +74,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _run(args: argparse.Namespace, mesh: Any, probes: Sequence[Any], try_cmd: str) -> int:
     from meshfilter.demo.run import DEMO_PATH, run_probes
-
     old = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
     try:
