@@ -20,7 +20,6 @@ import oras.client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import median, write_section  # noqa: E402
-
 from meshfilter.oras.client import RegistryClient  # noqa: E402
 from meshfilter.oras.formats import WASM_CONFIG, WASM_LAYER, build_artifact  # noqa: E402
 from meshfilter.oras.runtime_config import build_runtime_config  # noqa: E402

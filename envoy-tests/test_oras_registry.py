@@ -540,3 +540,25 @@ def test_registry_stopped_mid_session_is_one_line(tmp_path: Path) -> None:
     assert "unreachable" in exc.value.line()
 
 
+
+
+def test_seed_flow_build_push_inspect(reg_open: RegistryServer, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's 'done when': wasm build propagate-header -> oras push -> inspect shows the seed's types."""
+    wasm = tmp_path / "propagate_header.wasm"
+    assert main(["wasm", "build", "propagate-header", "-o", str(wasm)]) == 0
+    capsys.readouterr()
+    ref = f"{reg_open.host}/asm_wasm/propagate_header:0.0.1"
+    rc, out, err = cli(["oras", "push", ref, str(wasm), "--root-id", ROOT, "--plain-http"], capsys)
+    assert rc == 0, err
+    rc, out, err = cli(["oras", "inspect", ref, "--plain-http"], capsys)
+    assert rc == 0, err
+    assert "Format:       asm" in out and f"Root ids:     {ROOT}" in out
+    assert "Config:       application/vnd.module.wasm.config.v1+json" in out
+    assert "Layer 0:      application/vnd.module.wasm.content.layer.v1+wasm" in out
+    assert "org.opencontainers.image.title=propagate_header.wasm" in out
+    # the seed's own runtime-config.json bytes give the same config blob as --root-id
+    seed_rc = tmp_path / "runtime-config.json"
+    assert main(["oras", "runtime-config", "--root-id", ROOT, "-o", str(seed_rc)]) == 0
+    rc, out2, err = cli(["oras", "push", ref, str(wasm), "--runtime-config", str(seed_rc), "--plain-http"], capsys)
+    assert rc == 0 and "0 blob(s) uploaded" in err and "2 already present" in err

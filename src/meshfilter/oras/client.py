@@ -323,11 +323,11 @@ class RegistryClient:
             with resp:
                 self._check(resp, f"get blob {digest[:19]}")
                 h = hashlib.sha256()
-                chunks: list[bytes] = []
+                buf = bytearray()
                 for chunk in _iter(resp):
                     h.update(chunk)
-                    chunks.append(chunk)
-            data = b"".join(chunks)
+                    buf += chunk
+            data = bytes(buf)
             if "sha256:" + h.hexdigest() != digest or len(data) != desc["size"]:
                 raise DigestMismatchError(f"blob {digest} arrived with digest sha256:{h.hexdigest()} "
                                           f"and size {len(data)} (expected {desc['size']})", where=str(self.ref),
