@@ -96,11 +96,13 @@ def meshes() -> Iterator[list[LocalMesh]]:
 
 # ------------------------------------------------------------------------------------ the A/B test
 
-def test_ab_cli_prints_both_chains_in_the_seed_form(backend_name: str) -> None:
+def test_ab_cli_prints_both_chains_in_the_seed_form() -> None:
+    """The CLI end to end (process backend; the container backend runs the same library code in
+    test_ab_chains_and_module_placement)."""
     token = f"MESHFILTER_DEMO_TEST_TOKEN={uuid.uuid4().hex}"
     env = {**os.environ, token.split("=")[0]: token.split("=")[1]}
-    proc = subprocess.run([sys.executable, "-m", "meshfilter", "demo", "ab", "--backend", backend_name,
-                           "--port", "0"], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run([sys.executable, "-m", "meshfilter", "demo", "ab", "--port", "0"],
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 4, proc.stdout
@@ -126,11 +128,13 @@ def test_ab_only_hello1_gives_v2_v2_v1(backend_name: str, meshes: list[LocalMesh
     assert _wait_dead(pids) == []
 
 
-def test_ab_module_runs_in_the_v2_sidecars(backend_name: str, meshes: list[LocalMesh]) -> None:
+def test_ab_chains_and_module_placement(backend_name: str, meshes: list[LocalMesh]) -> None:
     mesh = ab_mesh(backend=backend_name, port=0)
     meshes.append(mesh)
     mesh.start()
-    assert mesh.get("/hello/eric", {"route-v": "v2"}) == (200, ALL_V2)
+    with_header, without = run_probes(mesh, AB_PROBES)
+    assert (with_header.status, with_header.body) == (200, ALL_V2)
+    assert (without.status, without.body) == (200, ALL_V1)
     # a client cannot steer inner hops directly: only hello1's rule looks at the client's header
     assert mesh.get("/hello/eric", {"route-v": "hello3v2"}) == (200, ALL_V1)
     # a Wasm VM runs in exactly the sidecars the ASMFilterDeployments select
