@@ -426,11 +426,15 @@ class CuttingProxy:
     """TCP proxy to the registry that resets a connection once it has carried ``cut_after`` request bytes,
     for the first ``cuts`` such connections (None: every one)."""
 
-    def __init__(self, upstream_port: int, cut_after: int, cuts: int | None) -> None:
+    def __init__(self, upstream_port: int, cut_after: int, cuts: int | None, *,
+                 fail_blob_put: int | None = None, fails: int | None = None) -> None:
         self.upstream_port = upstream_port
         self.cut_after = cut_after
         self.cuts_left = cuts
         self.cut_count = 0
+        self.fail_blob_put = fail_blob_put  # answer blob PUTs with this HTTP status instead of forwarding
+        self.fails_left = fails
+        self.fail_count = 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -466,6 +470,10 @@ class CuttingProxy:
                 data = client.recv(65536)
                 if not data:
                     break
+                if self.fail_blob_put and data.startswith(b"PUT ") and b"/blobs/uploads/" in \
+                        data.split(b"\r\n", 1)[0] and self._should_fail():
+                    self._answer_status(client, upstream, data)
+                    return
                 sent += len(data)
                 if sent > self.cut_after and not exempt:
                     if self._should_cut():
@@ -484,6 +492,36 @@ class CuttingProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def _should_fail(self) -> bool:
+        with self.lock:
+            if self.fails_left is None or self.fails_left > 0:
+                if self.fails_left is not None:
+                    self.fails_left -= 1
+                self.fail_count += 1
+                return True
+            return False
+
+    def _answer_status(self, client: socket.socket, upstream: socket.socket, data: bytes) -> None:
+        """Read the whole request (headers + Content-Length body), answer the status, close."""
+        while b"\r\n\r\n" not in data:
+            data += client.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        got = len(body)
+        while got < length:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+        client.sendall(f"HTTP/1.1 {self.fail_blob_put} Injected\r\nContent-Length: 0\r\n"
+                       "Connection: close\r\n\r\n".encode())
+        for s in (client, upstream):
+            s.close()
 
     def _down(self, upstream: socket.socket, client: socket.socket) -> None:
         try:
@@ -562,3 +600,48 @@ def test_seed_flow_build_push_inspect(reg_open: RegistryServer, tmp_path: Path,
     assert main(["oras", "runtime-config", "--root-id", ROOT, "-o", str(seed_rc)]) == 0
     rc, out2, err = cli(["oras", "push", ref, str(wasm), "--runtime-config", str(seed_rc), "--plain-http"], capsys)
     assert rc == 0 and "0 blob(s) uploaded" in err and "2 already present" in err
+
+
+def test_5xx_on_blob_upload_is_retried_then_reported(reg_open: RegistryServer,
+                                                     capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    mod = wasm_module(100_000, seed=13)
+    art = build_artifact("asm", mod, runtime_config=build_runtime_config([ROOT]).to_bytes())
+    once = CuttingProxy(reg_open.port, cut_after=1 << 40, cuts=0, fail_blob_put=503, fails=1)
+    try:
+        RegistryClient(f"127.0.0.1:{once.port}/five/ok:1", plain_http=True).push(art)
+        assert once.fail_count == 1
+        assert RegistryClient(f"{reg_open.host}/five/ok:1", plain_http=True).pull().module == mod
+    finally:
+        once.close()
+    always = CuttingProxy(reg_open.port, cut_after=1 << 40, cuts=0, fail_blob_put=503, fails=None)
+    try:
+        f = tmp_path / "m.wasm"
+        f.write_bytes(wasm_module(100_000, seed=14))
+        rc, out, err = cli(["oras", "push", f"127.0.0.1:{always.port}/five/bad:1", str(f), "--root-id", ROOT,
+                            "--plain-http"], capsys)
+        assert rc == 1 and out == "" and err.count("\n") == 1
+        assert "answered HTTP 503 4 times" in err
+        assert always.fail_count == 4
+        assert manifest_status(reg_open, "five/bad", "1") == 404
+    finally:
+        always.close()
+
+
+def test_registry_server_readiness_failure_names_address_and_log(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-registry"
+    fake.write_text("#!/bin/sh\necho 'configuration error: nope' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    server = RegistryServer(tmp_path / "w", "open", binary=str(fake), timeout=5)
+    with pytest.raises(RegistryError) as exc:
+        server.start()
+    line = exc.value.line()
+    assert "exited with 3" in line and "configuration error: nope" in line and "127.0.0.1:" in line
+    assert "hint:" in line and server.proc is None
+
+
+def test_registry_server_stop_ends_the_pid(tmp_path: Path) -> None:
+    server = RegistryServer(tmp_path, "open").start()
+    pid = server.pid
+    assert pid is not None and Path(f"/proc/{pid}").exists()
+    server.stop()
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
