@@ -15,11 +15,16 @@ from typing import Any
 from meshfilter.cli._common import add_output_flag, parse_kv, write_output
 from meshfilter.errors import UsageError
 
+GRPC_TRANSCODER_FLAGS = ("descriptor", "proto_pkg", "proto_svc", "service_port", "service_name")
+
 
 def _both(name: str) -> list[str]:
-    """``--proto_pkg`` and ``--proto-pkg`` (the first is the one shown)."""
+    """Both spellings, ``--proto_pkg``/``--proto-pkg``; grpc-transcoder's spelling first for its own
+    flags, the hyphenated one first for meshfilter's."""
     under, hyphen = "--" + name.replace("-", "_"), "--" + name.replace("_", "-")
-    return [under, hyphen] if under != hyphen else [under]
+    if under == hyphen:
+        return [under]
+    return [under, hyphen] if name in GRPC_TRANSCODER_FLAGS else [hyphen, under]
 
 
 def _bool(g: argparse._ArgumentGroup, name: str, help: str, default: bool | None = None) -> None:
