@@ -106,6 +106,8 @@ _JSON_WAT = r"""
             (then
               (local.set $u (call $hex4))
               (br_if $fail (i32.lt_s (local.get $u) (i32.const 0)))
+              ;; a low surrogate first is a lone one
+              (br_if $fail (i32.eq (i32.and (local.get $u) (i32.const 0xFC00)) (i32.const 0xDC00)))
               (if (i32.eq (i32.and (local.get $u) (i32.const 0xFC00)) (i32.const 0xD800))
                 (then
                   (br_if $fail (i32.ne (call $next) (i32.const 92)))
@@ -115,7 +117,6 @@ _JSON_WAT = r"""
                   (local.set $u (i32.add (i32.const 0x10000)
                     (i32.or (i32.shl (i32.and (local.get $u) (i32.const 0x3FF)) (i32.const 10))
                             (i32.and (local.get $lo) (i32.const 0x3FF)))))))
-              (br_if $fail (i32.eq (i32.and (local.get $u) (i32.const 0xFC00)) (i32.const 0xDC00)))
               (local.set $d (call $put (local.get $d) (local.get $u)))
               (br $l)))
           ;; simple escapes: scan the (letter, byte) pairs
