@@ -18,6 +18,7 @@ Reported: median requests/s and its ratio to ``none``; Envoy CPU time per reques
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -73,6 +74,10 @@ def wrk(url: str, *, duration: int, connections: int) -> tuple[float, int]:
     return rps, total
 
 
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -81,6 +86,7 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
     args = ap.parse_args()
 
+    load_before = loadavg()
     backend = ProcessBackend()
     envoys: dict[str, EnvoyProcess] = {}
     rps: dict[str, list[float]] = {}
@@ -107,6 +113,7 @@ def main() -> int:
         for env in envoys.values():
             env.stop()
 
+    load_after = loadavg()
     base_rps, base_cpu = median(rps["none"]), median(cpu["none"])
     lines = ["### Header tagging: Lua vs Wasm filter overhead", "",
              "Request: `user-agent` matching only the last rule (so all rules run); direct-response route, "
@@ -117,6 +124,11 @@ def main() -> int:
     for name in envoys:
         r, c = median(rps[name]), median(cpu[name])
         lines.append(f"| {name} | {r:,.0f} | {r / base_rps:.2f} | {c:.1f} | {c - base_cpu:+.1f} |")
+    cores = os.cpu_count() or 1
+    lines += ["", f"Load average (1 min) before/after the run: {load_before:.1f} / {load_after:.1f} on {cores} cores."]
+    if max(load_before, load_after) > cores:
+        lines.append("**The machine was overloaded by other work during this run: these numbers are not "
+                     "reliable; re-run on an idle machine.**")
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
