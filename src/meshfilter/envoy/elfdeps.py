@@ -10,6 +10,7 @@ exactly the shared libraries the binary links.
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 import struct
 from collections.abc import Iterable
@@ -67,9 +68,16 @@ class Closure:
 def read_elf(path: str | os.PathLike[str]) -> ElfInfo:
     """Parse the parts of an ELF file that dynamic linking needs. Raises ContainerError if not ELF."""
     p = Path(path)
-    data = p.read_bytes()
-    if data[:4] != b"\x7fELF" or len(data) < 52:
-        raise ContainerError("not an ELF file", where=str(p), hint="pass the Envoy binary itself")
+    with open(p, "rb") as fh:
+        if fh.read(4) != b"\x7fELF":
+            raise ContainerError("not an ELF file", where=str(p), hint="pass the Envoy binary itself")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _parse(p, data)
+
+
+def _parse(p: Path, data: mmap.mmap) -> ElfInfo:
+    if len(data) < 52:
+        raise ContainerError("truncated ELF file", where=str(p))
     elf_class, endian = data[4], data[5]
     if elf_class not in (1, 2) or endian not in (1, 2):
         raise ContainerError(f"unsupported ELF class/endianness {elf_class}/{endian}", where=str(p))
@@ -119,7 +127,7 @@ def read_elf(path: str | os.PathLike[str]) -> ElfInfo:
 
     def string(off: int) -> str:
         assert strtab is not None
-        end = data.index(b"\0", strtab + off)
+        end = data.find(b"\0", strtab + off)
         return data[strtab + off:end].decode()
 
     needed: list[str] = []
