@@ -8,6 +8,7 @@ the renderer built it (``spec``, or ``type``/``data`` for a Secret), so output d
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
+# YAML 1.1 line breaks besides "\n": PyYAML would fold them inside plain, quoted or block scalars
+# (with allow_unicode), so such strings are written double-quoted, where they are escaped.
+_FOLDED_BREAKS = re.compile("[\r\x85\u2028\u2029]")
+
+
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if _FOLDED_BREAKS.search(data):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
     if "\n" in data:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
