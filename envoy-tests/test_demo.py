@@ -191,29 +191,23 @@ def test_a_component_failing_to_start_tears_everything_down(meshes: list[LocalMe
     assert mesh.pids() == []
 
 
-def test_an_app_failing_to_start_is_named_with_its_log(monkeypatch: pytest.MonkeyPatch,
+def test_an_app_failing_to_start_is_named_with_its_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                         meshes: list[LocalMesh]) -> None:
     from meshfilter.demo import run as demo_run
 
-    real_init = demo_run.AppProcess.__init__
+    broken_python = tmp_path / "python"
+    broken_python.write_text("#!/bin/sh\necho 'boom: cannot start' >&2\nexit 3\n")
+    broken_python.chmod(0o755)
+    real = demo_run.AppProcess
     started: list[int] = []
 
-    def bad_init(self: Any, instance: Any, topology: Any, workdir: Path, python: str = sys.executable) -> None:
-        if instance.name == "hello2-v2":  # this one cannot even import its module
-            python_cmd = [python, "-c", "import sys; sys.stderr.write('boom: cannot start\\n'); sys.exit(3)"]
-            self.instance = instance
-            self.name = f"app {instance.name}"
-            self.log_path = workdir / f"app-{instance.name}.log"
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(python_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             stderr=log)
-            self.pid = self.proc.pid
-            self.port = 0
-        else:
-            real_init(self, instance, topology, workdir, python)
-        started.append(self.pid)
+    def app_process(instance: Any, topology: Any, workdir: Path) -> Any:
+        python = str(broken_python) if instance.name == "hello2-v2" else sys.executable
+        app = real(instance, topology, workdir, python=python)
+        started.append(app.pid)
+        return app
 
-    monkeypatch.setattr(demo_run.AppProcess, "__init__", bad_init)
+    monkeypatch.setattr(demo_run, "AppProcess", app_process)
     mesh = ab_mesh(port=0)
     meshes.append(mesh)
     with pytest.raises(DemoError) as info:
@@ -222,6 +216,7 @@ def test_an_app_failing_to_start_is_named_with_its_log(monkeypatch: pytest.Monke
     assert "exited with status 3" in info.value.what
     assert "boom: cannot start" in info.value.log_tail
     assert len(started) == 6 and _wait_dead(started) == []
+    assert mesh.pids() == []
 
 
 def test_cli_occupied_port_prints_the_ingress_log_tail_and_leaves_nothing() -> None:
