@@ -20,7 +20,9 @@ from meshfilter.envoy import EchoServer, RunningEnvoy
 from meshfilter.envoy.bootstrap import (
     bootstrap,
     cluster,
+    direct_response_route,
     filter_bootstrap,
+    header_exact,
     http_listener,
     lua_filter,
     route_to_cluster,
@@ -113,6 +115,31 @@ end
         got = send(env, [("user-agent", "curl"), ("x-asm-prefer-tag", "version-gray")])
         assert t.observe(got, ["x-asm-prefer-tag"])["x-asm-prefer-tag"] == ["version-gray", "version-base"]
         assert lua_errors(env), env.log_tail()
+
+
+def test_gateway_routing_sees_the_tag(start: Callable[..., RunningEnvoy]) -> None:
+    """Routes matching x-asm-prefer-tag in the same Envoy see the tag the filter set (Envoy clears the
+    route cache when Lua changes request headers), also when the client sent the opposite tag."""
+    gray = {"match": {"prefix": "/", "headers": [header_exact("x-asm-prefer-tag", "version-gray")]},
+            "direct_response": {"status": 200, "body": {"inline_string": "gray"}}}
+    lua_http = patch_values(lua_envoy_filter(compile_rules(t.seed_ruleset())))
+    env = start(bootstrap(listeners=[http_listener("main", 0, routes=[gray, direct_response_route("base")],
+                                                   http_filters=lua_http)]))
+
+    def route(headers: Headers) -> bytes:
+        conn = http.client.HTTPConnection("127.0.0.1", env.listener_ports["main"], timeout=15)
+        try:
+            conn.putrequest("GET", "/", skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.endheaders()
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
+    assert route([("user-agent", "iPhone13"), ("x-asm-prefer-tag", "version-base")]) == b"gray"
+    assert route([("user-agent", "curl/8"), ("x-asm-prefer-tag", "version-gray")]) == b"base"
+    assert route([]) == b"base"
 
 
 # --------------------------------------------------------------------------- differential
