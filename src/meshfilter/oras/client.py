@@ -215,6 +215,9 @@ class RegistryClient:
                                 f"{self.attempts} times", where=self.ref.registry,
                                 hint="see the registry's log") from None
         text = str(last)
+        if isinstance(last, requests.exceptions.ConnectTimeout):
+            raise RegistryError("registry unreachable (connect timed out)", where=self.ref.registry,
+                                hint="is the host:port right and reachable from here?") from None
         if "Connection refused" in text or "NameResolution" in text or "Failed to resolve" in text \
                 or "NewConnectionError" in text:
             raise RegistryError("registry unreachable (connection refused or unknown host)",
