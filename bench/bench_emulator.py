@@ -14,6 +14,7 @@ is mostly other people's load. Run: ``python bench/bench_emulator.py [--requests
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -64,6 +65,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     emus = {name: make() for name, make in variants().items()}
     for emu in emus.values():
         assert emu.start(), emu.logs
@@ -79,7 +81,10 @@ def main() -> int:
     for name, rs in results.items():
         rq, cb, wall = (median([r[i] for r in rs]) for i in range(3))
         lines.append(f"| {name} | {rq:,.0f} | {cb:,.0f} | {wall:,.0f} |")
-    lines += ["", "The emulator calls into wasmtime through its unchecked C API (raw value arrays, signatures "
+    lines += ["", f"Load average during the run: {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at the end "
+              f"({os.cpu_count()} cores): with other work on the machine even CPU-time figures vary by 2x or "
+              "more between runs; compare variants within one run only.",
+              "", "The emulator calls into wasmtime through its unchecked C API (raw value arrays, signatures "
               "checked once); the remaining cost is Python: ctypes transitions and the header-map bookkeeping "
               "of each host call."]
     body = "\n".join(lines)
