@@ -16,6 +16,7 @@ process too). Medians over rounds; ratios against the process backend.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -48,8 +49,8 @@ def _wrk(url: str, duration: int, connections: int = 16) -> float:
 
 
 def _requests(envoy: Any) -> int:
-    stats = envoy.stats("http.ingress_http.downstream_rq_total")
-    return sum(v for k, v in stats.items() if k.endswith("downstream_rq_total"))
+    """Requests served by the ``main`` listener's connection manager (stat prefix = listener name)."""
+    return int(envoy.stats("http.main.downstream_rq_total").get("http.main.downstream_rq_total", 0))
 
 
 def main() -> int:
@@ -118,7 +119,9 @@ def main() -> int:
         "The image was " + ("built" if image.built else "already cached") + f" ({image_s:.1f} s before the "
         "runs). Host networking adds no data-path cost (same kernel sockets); bridge networking goes through "
         "the engine's port forwarding. Startup in a container pays for the engine's create/start and the "
-        "runtime (runc) on top of Envoy's own init.\n"
+        "runtime (runc) on top of Envoy's own init. Load average when the run ended: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work on the machine makes the "
+        "figures noisy; compare the ratios).\n"
     )
     if args.no_write:
         print(body)

@@ -127,17 +127,17 @@ def test_cli_image_build_reuses_cached_image_and_reports_json(backend: Container
     assert out["built"] is False and out["id"] == backend.image().id
 
 
+def test_cli_image_build_through_meshfilter_main(backend: ContainerBackend) -> None:
+    proc = subprocess.run([sys.executable, "-m", "meshfilter", "envoy", "image", "build"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == backend.image().ref and "cached" in proc.stdout
+
+
 def test_cli_image_with_missing_image_is_one_line_error(client: Any) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from meshfilter.cli.envoy_image import register_image;"
-         "from meshfilter.cli import ArgumentParser; from meshfilter.errors import MeshfilterError\n"
-         "p = ArgumentParser(prog='meshfilter envoy'); register_image(p.add_subparsers())\n"
-         "a = p.parse_args(sys.argv[1:])\n"
-         "try:\n    sys.exit(a.handler(a))\n"
-         "except MeshfilterError as e:\n    print('meshfilter: error: ' + e.line(), file=sys.stderr);"
-         " sys.exit(e.exit_code)",
-         "image", "build", "--image", "127.0.0.1:9/meshfilter/absent:1"],
-        capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "meshfilter", "envoy", "image", "build", "--image",
+         "127.0.0.1:9/meshfilter/absent:1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "127.0.0.1:9/meshfilter/absent:1" in lines[0] and "hint:" in lines[0]
@@ -217,6 +217,29 @@ def test_bridge_network_with_published_ports(client: Any, backend_bridge: Contai
         listeners = json.loads(_get(f"{envoy.admin_url}/listeners?format=json")[1])
         addr = listeners["listener_statuses"][0]["local_address"]["socket_address"]
         assert addr["address"] == "0.0.0.0"
+
+
+def test_cli_envoy_run_backend_container_serves_and_removes_its_container(client: Any,
+                                                                         backend: ContainerBackend) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "meshfilter", "envoy", "run", "--backend", "container"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        status, body = _get(url + "/via-cli")
+        assert status == 200 and json.loads(body)["path"] == "/via-cli"
+        mine = managed_containers(client, owner_pid=proc.pid)
+        assert len(mine) == 1 and mine[0].status == "running"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not managed_containers(client, owner_pid=proc.pid)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        for c in managed_containers(client, owner_pid=proc.pid):
+            c.remove(force=True)
 
 
 # ---------------------------------------------------------------- leftovers and cleanup
