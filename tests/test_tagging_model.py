@@ -129,6 +129,11 @@ BAD = [
     ("nope: 1", "unknown key 'nope'"),
     ("rules: [{header: ua, contains: a, set: {x: v, x: w}}]", "duplicate key 'x'"),
     ("[", "not valid YAML"),
+    ("rules: [{header: Host, exact: a, set: {x: v}}]", "header 'host' cannot be matched"),
+    ("rules: [{header: connection, present: true, set: {x: v}}]", "'connection' cannot be matched"),
+    ("rules: [{header: ua, present: true, set: {content-length: '0'}}]", "'content-length' cannot be set"),
+    ("default: {Host: evil.example}", "rules.yaml: default: header 'host' cannot be set"),
+    ("rules: [{header: ua, present: true, set: {transfer-encoding: chunked}}]", "cannot be set"),
 ]
 
 

@@ -36,9 +36,11 @@ Python implementation of Lua patterns would be a second source of truth. Backend
 (Wasm) must refuse a rule set that uses it (:func:`require_portable`).
 
 Validation (:func:`validate_ruleset`, run by every loader) refuses, with one line naming the rule:
-header names that are not RFC 9110 tokens, values (set values and match literals) containing CR, LF or
-NUL, set values with leading/trailing whitespace (HTTP would strip it), a rule without actions, a rule
-setting the same header twice, an unknown matcher.
+header names that are not RFC 9110 tokens; matching ``host`` (Envoy sees ``:authority``) or a
+connection-specific header; setting ``host``, ``content-length`` or a connection-specific header;
+values (set values and match literals) containing CR, LF or NUL; set values with leading/trailing
+whitespace (HTTP would strip it); a rule without actions; a rule setting the same header twice; an
+unknown matcher.
 
 The rules file (``rules.yaml``)::
 
@@ -75,6 +77,12 @@ MATCHERS = PORTABLE_MATCHERS + LUA_ONLY_MATCHERS
 JOIN = ","  # separator between the values of a repeated header, as Envoy's headers:get() joins them
 FORBIDDEN_VALUE_BYTES = frozenset(b"\r\n\x00")
 SEED_HINT = "see docs/lua.md for the rules format"
+# Connection-specific headers: HTTP/1 codecs consume them, so a filter never sees them as sent.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"})
+# Headers a rule may not look at: Envoy turns Host into the :authority pseudo-header.
+UNMATCHABLE = HOP_BY_HOP | {"host"}
+# Headers a rule may not set: they would break request framing or duplicate :authority.
+UNSETTABLE = HOP_BY_HOP | {"host", "content-length"}
 
 Header = tuple[str, str]
 
@@ -158,6 +166,17 @@ def check_value(value: object, where: str, *, role: str = "value", settable: boo
     return value
 
 
+def _check_match_name(name: object, where: str) -> str:
+    hdr = check_name(name, where, role="match header name")
+    if hdr == "host":
+        raise _err("header 'host' cannot be matched: Envoy exposes it as the :authority pseudo-header", where,
+                   "route on the host with a VirtualService instead")
+    if hdr in UNMATCHABLE:
+        raise _err(f"header {hdr!r} cannot be matched: it is connection-specific and consumed by the codec",
+                   where, "match an application header instead")
+    return hdr
+
+
 def _short(value: str, limit: int = 40) -> str:
     text = value if len(value) <= limit else value[:limit] + "..."
     return repr(text)
@@ -168,6 +187,9 @@ def _check_sets(pairs: Sequence[tuple[object, object]], where: str) -> tuple[Hea
     seen: set[str] = set()
     for raw_name, raw_value in pairs:
         name = check_name(raw_name, where, role="set header name")
+        if name in UNSETTABLE:
+            raise _err(f"header {name!r} cannot be set by a tagging rule", where,
+                       "it controls the connection or request framing; set an application header instead")
         value = check_value(raw_value, where, role=f"value of {name}", settable=True)
         if name in seen:
             raise _err(f"header {name!r} is set twice", where, "set each header once per rule")
@@ -186,7 +208,7 @@ def make_rule(index: int, *, header: object, kind: str, value: object = None,
               name: str | None = None, source: str = "") -> Rule:
     """Build one validated rule (``index`` is 0-based and only used for naming)."""
     where = (f"{source}: " if source else "") + rule_where(index, name)
-    hdr = check_name(header, where, role="match header name")
+    hdr = _check_match_name(header, where)
     if kind not in MATCHERS:
         raise _err(f"unknown matcher {kind!r}", where, f"use one of {', '.join(MATCHERS)}")
     lit: str | None = None
@@ -232,7 +254,7 @@ def validate_ruleset(rs: RuleSet, *, source: str = "") -> RuleSet:
         if rule.name in names:
             raise _err(f"rule name {rule.name!r} is used twice", where, "give each rule its own name")
         names.add(rule.name)
-        check_name(rule.match.header, where, role="match header name")
+        _check_match_name(rule.match.header, where)
         if rule.match.kind not in MATCHERS:
             raise _err(f"unknown matcher {rule.match.kind!r}", where)
         if rule.match.kind in PRESENCE_MATCHERS:
