@@ -1047,6 +1047,8 @@ class HostEmulator:
     def w_fd_write(self, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
         if fd not in (1, 2):
             return _BADF
+        if iovs_len > 1024:
+            return _INVAL
         chunks = []
         for i in range(iovs_len):
             ptr, size = struct.unpack("<II", self._read(iovs + 8 * i, 8))
