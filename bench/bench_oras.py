@@ -93,8 +93,8 @@ def main() -> None:
              "blob when pulling. It also checks the digest of every blob it pulls; oras-py writes the "
              "pulled layer to disk without checking it. "
              "On a shared, loaded 2-core machine, single registry requests sometimes stall for 1 to 3 s, "
-             "in both variants and on requests as small as a HEAD. Treat the medians as noisy. The best-of "
-             "column shows the cost without stalls."]
+             "in both variants and on requests as small as a HEAD. Treat both the medians and the best-of "
+             "figures as noisy, and compare runs (docs/oras.md lists several)."]
     write_section("oras", "## oras: push + pull vs oras-py\n\n" + "\n".join(body))
 
 
