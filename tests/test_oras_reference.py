@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshfilter.errors import UsageError
 from meshfilter.oras.reference import Reference, parse_reference
@@ -46,3 +48,25 @@ def test_bad_references_are_one_line_usage_errors(text: str, needle: str) -> Non
     line = exc.value.line()
     assert needle in line and line.startswith("--image: ") and "\n" not in line and "hint:" in line
     assert exc.value.exit_code == 2
+
+_comp = st.from_regex(r"[a-z0-9]{1,6}(?:[._-][a-z0-9]{1,4}){0,2}", fullmatch=True)
+_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+_host = st.sampled_from(["localhost:5000", "127.0.0.1:35000", "registry.example.com", "r.io:443"])
+
+
+@given(_host, st.lists(_comp, min_size=1, max_size=4), _tag, st.booleans())
+def test_round_trip_property(host: str, comps: list[str], tag: str, with_digest: bool) -> None:
+    text = f"{host}/{'/'.join(comps)}:{tag}" + (f"@{D}" if with_digest else "")
+    ref = parse_reference(text)
+    assert (ref.registry, ref.repository, ref.tag) == (host, "/".join(comps), tag)
+    assert str(ref) == text and parse_reference(str(ref)) == ref
+
+
+@given(st.text(max_size=60))
+def test_arbitrary_text_is_parsed_or_usage_error(text: str) -> None:
+    try:
+        ref = parse_reference(text)
+    except UsageError as exc:
+        assert "\n" not in exc.line() and exc.exit_code == 2
+    else:
+        assert parse_reference(str(ref)) == ref
