@@ -117,9 +117,9 @@ def main() -> int:
         f"bootstrap). Throughput: {args.tp_rounds} rounds of `taskset -c 1 wrk -t1 -c16 -d{args.duration}s` "
         "against a direct response (64-byte body), Envoy pinned to core 0, `--concurrency 1`. "
         "The image was " + ("built" if image.built else "already cached") + f" ({image_s:.1f} s before the "
-        "runs). Host networking adds no data-path cost (same kernel sockets); bridge networking goes through "
-        "the engine's port forwarding. Startup in a container pays for the engine's create/start and the "
-        "runtime (runc) on top of Envoy's own init. Load average when the run ended: "
+        "runs). Container startup includes the engine's create/start API calls and the runtime (runc) "
+        "on top of Envoy's own init; bridge networking adds the published-port forwarding to the data "
+        "path, host networking uses the host's sockets directly. Load average when the run ended: "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work on the machine makes the "
         "figures noisy; compare the ratios).\n"
     )

@@ -169,7 +169,7 @@ def test_bad_bootstrap_fails_with_envoys_error_line_and_is_removed(client: Any,
         backend.start(bs, name="broken", timeout=60)
     # Envoy's own error line (not the last line of the dumped config) is in the one-line message.
     assert "exited before it was ready" in str(err.value)
-    assert "duration must start" in str(err.value), str(err.value)
+    assert "duration must start" in " ".join(str(err.value).split()), str(err.value)
     assert "[critical]" in err.value.log_tail and "nonsense" in err.value.log_tail
     assert not [c for c in managed_containers(client, owner_pid=os.getpid())
                 if (c.labels or {}).get(LABEL_NAME) == "broken"]
