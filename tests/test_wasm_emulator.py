@@ -346,3 +346,16 @@ def test_parse_pairs_never_crashes(data: bytes) -> None:
         parse_pairs(data)
     except PairsFormatError:
         pass
+
+
+LOOPS = module("""
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (loop $l (br $l)) (i32.const 0))
+""")
+
+
+def test_a_callback_that_never_returns_is_interrupted() -> None:
+    emu = HostEmulator(LOOPS, timeout=0.2)
+    with pytest.raises(WasmError, match=r"proxy_on_request_headers did not return within 0\.2 s"):
+        emu.run_request([])
+    with pytest.raises(WasmError, match="VM failed earlier"):
+        emu.run_request([])

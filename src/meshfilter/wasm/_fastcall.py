@@ -37,6 +37,7 @@ _call_unchecked.restype = c_void_p  # wasmtime_error_t*, as an int
 _call_unchecked.argtypes = [POINTER(ffi.wasmtime_context_t), POINTER(ffi.wasmtime_func_t),
                             POINTER(ffi.wasmtime_val_raw_t), ctypes.c_size_t, POINTER(_TRAP_PTR)]
 _ERROR_PTR = POINTER(ffi.wasmtime_error_t)
+_set_epoch_deadline = ffi.wasmtime_context_set_epoch_deadline
 # private prototypes (a fresh _FuncPtr, so wasmtime's own bindings are untouched) returning plain ints
 _memory_data = ffi.dll["wasmtime_memory_data"]
 _memory_data.restype = c_void_p
@@ -93,8 +94,12 @@ class FastInstance:
     """A wasmtime Store + Instance with raw host functions and raw export calls."""
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
-                 host: dict[tuple[str, str], tuple[Signature, Callable[..., Any]]]) -> None:
+                 host: dict[tuple[str, str], tuple[Signature, Callable[..., Any]]], *,
+                 deadline_ticks: int = 2**62) -> None:
         self.store = wasmtime.Store(engine)
+        # the engine runs with epoch interruption: every top-level call gets this many ticks
+        self.deadline_ticks = deadline_ticks
+        self.store.set_epoch_deadline(deadline_ticks)
         self._ctx_stack: list[Any] = [self.store._context()]
         self._pending: BaseException | None = None
         self._callbacks: list[Any] = []  # keep ctypes callbacks alive
@@ -175,6 +180,8 @@ class FastInstance:
             else:
                 arr[i].f64 = a
         trap = _TRAP_PTR()
+        if len(self._ctx_stack) == 1:
+            _set_epoch_deadline(self._ctx_stack[0], self.deadline_ticks)
         err = _call_unchecked(self._ctx_stack[-1], byref(func), arr, n, byref(trap))
         if err or trap:
             pending, self._pending = self._pending, None

@@ -17,7 +17,8 @@ removes every value of the key and appends one, ``get_header_map_value`` returns
 values, unknown properties and foreign functions are NotFound. Host calls the emulator does not
 implement are linked as stubs that raise :class:`HostCallError` naming the import when called (or at
 construction with ``strict_imports=True``). A trap raises :class:`WasmError` naming the callback; like
-Envoy, the VM is then failed and refuses further calls.
+Envoy, the VM is then failed and refuses further calls. A callback running longer than ``timeout``
+seconds (default 30) is interrupted the same way (wasmtime epoch interruption).
 """
 
 from __future__ import annotations
@@ -241,11 +242,25 @@ _MODULES: dict[str, wasmtime.Module] = {}
 _LOCK = threading.Lock()
 
 
+EPOCH_SECONDS = 0.05  # a daemon thread advances the engine's epoch this often (module time limits)
+
+
 def _engine() -> wasmtime.Engine:
     global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = wasmtime.Engine()
+    with _LOCK:
+        if _ENGINE is None:
+            config = wasmtime.Config()
+            config.epoch_interruption = True
+            engine = wasmtime.Engine(config)
+            threading.Thread(target=_tick, args=(engine,), name="meshfilter-wasm-epoch", daemon=True).start()
+            _ENGINE = engine
     return _ENGINE
+
+
+def _tick(engine: wasmtime.Engine) -> None:
+    while True:
+        time.sleep(EPOCH_SECONDS)
+        engine.increment_epoch()
 
 
 def load_module_bytes(module: bytes | str | os.PathLike[str]) -> bytes:
@@ -277,11 +292,12 @@ def _wat(text: str) -> bytes:
 
 def _compile(raw: bytes) -> wasmtime.Module:
     key = hashlib.sha256(raw).hexdigest()
+    engine = _engine()
     with _LOCK:
         mod = _MODULES.get(key)
         if mod is None:
             try:
-                mod = wasmtime.Module(_engine(), raw)
+                mod = wasmtime.Module(engine, raw)
             except wasmtime.WasmtimeError as exc:
                 raise WasmError(f"not a valid Wasm module: {str(exc).splitlines()[0]}",
                                 where="emulator") from None
@@ -320,7 +336,8 @@ class HostEmulator:
                  properties: Mapping[str | tuple[str, ...], bytes | str] | None = None,
                  foreign_functions: Mapping[str, Callable[[bytes], bytes | None]] | None = None,
                  environ: Mapping[str, str] | None = None, log_level: str = "trace",
-                 clock: Callable[[], int] | None = None, strict_imports: bool = False) -> None:
+                 clock: Callable[[], int] | None = None, strict_imports: bool = False,
+                 timeout: float | None = 30.0) -> None:
         raw = load_module_bytes(module)
         self.module_size = len(raw)
         self._module = _compile(raw)
@@ -392,8 +409,10 @@ class HostEmulator:
                                     f"function has {sig}", import_name=where, where="emulator",
                                     hint="check the import against the proxy-wasm ABI spec")
             imports[(mod_name, name)] = (sig, fn)
+        self.timeout = timeout
+        ticks = 2**62 if timeout is None else max(1, int(timeout / EPOCH_SECONDS) + 1)
         try:
-            self._inst = FastInstance(_engine(), self._module, imports)
+            self._inst = FastInstance(_engine(), self._module, imports, deadline_ticks=ticks)
         except wasmtime.WasmtimeError as exc:
             raise WasmError(f"cannot instantiate module: {str(exc).splitlines()[0]}",
                             where="emulator") from None
@@ -549,6 +568,10 @@ class HostEmulator:
         try:
             return self._inst.call(func, sig, args)
         except GuestTrap as exc:
+            if exc.message.endswith("interrupt"):
+                self._failed = f"{name} did not return within {self.timeout} s"
+                raise WasmError(self._failed, where="emulator",
+                                hint="the module seems to loop forever (HostEmulator timeout=...)") from None
             self._failed = f"{name} trapped: {exc.message}"
             raise WasmError(f"{name} trapped: {exc.message}", where="emulator",
                             hint="the module hit a Wasm trap; Envoy would fail the VM") from None
