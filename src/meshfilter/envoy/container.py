@@ -293,10 +293,16 @@ class EnvoyContainer(RunningEnvoy):
         from docker.errors import APIError, NotFound
 
         if self._final_log is None:
+            # SIGTERM, then wait on the (cheap) liveness check; SIGKILL after 10 s.
             try:
-                self.container.stop(timeout=5)
+                self.container.kill(signal="SIGTERM")
+                deadline = time.monotonic() + 10
+                while self.alive() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.alive():
+                    self.container.kill(signal="SIGKILL")
             except (NotFound, APIError):
-                pass
+                pass  # already exited (the engine refuses to signal a stopped container) or gone
             self._final_log = self.log_text()
             try:
                 self.container.remove(force=True, v=True)
