@@ -366,3 +366,21 @@ def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli_main(["wasm", "build", "propagate-header", "-o", "x.wasm", "--abi", "9"])
     assert exc.value.code == 2
+
+
+# -- the oracle itself (meshfilter.filters.propagate) ------------------------------------------
+
+
+@pytest.mark.parametrize(("config", "problem"), [
+    ('{"x": "\\ud800", "head_tag_name": "a", "head_tag_value": "v"}', "invalid_json"),
+    ('{"x": "\\udc00", "x": "ok", "head_tag_name": "a", "head_tag_value": "v"}', "invalid_json"),
+    ('{"\\ud800": 1, "head_tag_name": "a", "head_tag_value": "v"}', "invalid_json"),
+    ('{"head_tag_name": 1, "head_tag_value": "\\ud800"}', "invalid_json"),
+    ('{"x": [[["\\ud800"]]], "head_tag_name": "a", "head_tag_value": "v"}', "invalid_json"),
+    ('{"x": ' + "1" * 5000 + ', "head_tag_name": "a", "head_tag_value": "v"}', None),
+    ('{"head_tag_name": "A-b", "head_tag_value": "v", "head_tag_value": "w"}', None),
+])
+def test_oracle_edge_cases(config: str, problem: str | None) -> None:
+    assert oracle(config.encode()) == (PROBLEMS[problem] if problem else None)
+    if problem is None:
+        assert parse_config(config).name == parse_config(config).name.lower()
