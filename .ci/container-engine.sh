@@ -11,8 +11,9 @@
 #      answers (nohup; PID in $DIR/podman.pid; log in $DIR/podman.log; DIR = $MESHFILTER_ENGINE_DIR,
 #      default /run/meshfilter);
 #   4. waits until /_ping answers and exports DOCKER_HOST.
-# Safe under the caller's `set -euo pipefail`: every step that may fail is tested explicitly, and the
-# function body runs in a subshell except for the final export.
+# Safe under the caller's `set -euo pipefail`: every step that may fail is tested explicitly (set -e does
+# not apply inside a function called from an `if`), and the setup runs in a subshell; only the final
+# export touches the caller's shell.
 
 _mf_engine_ping() {  # $1 = unix socket path; true when the Docker API answers /_ping with OK
   [ -S "$1" ] && [ "$(curl -fsS --max-time 3 --unix-socket "$1" http://d/_ping 2>/dev/null || true)" = "OK" ]
@@ -31,8 +32,9 @@ _mf_engine_setup() (
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   if ((${#missing[@]})); then
     echo "container-engine: installing ${missing[*]}" >&2
-    $SUDO apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    $SUDO apt-get update -q >&2 || { echo "container-engine: apt-get update failed" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+      || { echo "container-engine: installing ${missing[*]} failed" >&2; exit 1; }
   fi
 
   want='[containers]
@@ -43,8 +45,8 @@ runtime = "runc"'
     echo "container-engine: writing $CONF" >&2
     $SUDO mkdir -p /etc/containers
     if [ -f "$CONF" ] && [ ! -f "$CONF.meshfilter-orig" ]; then $SUDO cp "$CONF" "$CONF.meshfilter-orig"; fi
-    printf '%s\n' "$want" | $SUDO tee "$CONF.tmp" >/dev/null
-    $SUDO mv "$CONF.tmp" "$CONF"
+    { printf '%s\n' "$want" | $SUDO tee "$CONF.tmp" >/dev/null && $SUDO mv "$CONF.tmp" "$CONF"; } \
+      || { echo "container-engine: cannot write $CONF" >&2; exit 1; }
   fi
 
   $SUDO mkdir -p "$RUN_DIR"
