@@ -13,25 +13,18 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from meshfilter.errors import MeshfilterError
 
-# command group -> module (under meshfilter.cli) exposing register(subparsers)
-GROUPS: dict[str, str] = {
-    "wasm": "wasm",
-    "envoy": "envoy",
-    "oras": "oras",
-    "deploy": "deploy",
-    "lua": "lua",
-    "transcoder": "transcoder",
-    "demo": "demo",
-}
+# command groups, each a module meshfilter.cli.<group> exposing register(subparsers)
+GROUPS: tuple[str, ...] = ("wasm", "envoy", "oras", "deploy", "lua", "transcoder", "demo")
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line: what is wrong and where to look."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -40,14 +33,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshfilter {_version()}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
-    for group, module in GROUPS.items():
-        try:
-            mod = importlib.import_module(f"meshfilter.cli.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"meshfilter.cli.{module}":
-                continue  # group not built yet
-            raise
-        mod.register(sub)
+    for group in GROUPS:
+        importlib.import_module(f"meshfilter.cli.{group}").register(sub)
     return parser
 
 
