@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshfilter.errors import UsageError
@@ -54,6 +54,7 @@ _tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 _host = st.sampled_from(["localhost:5000", "127.0.0.1:35000", "registry.example.com", "r.io:443"])
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_host, st.lists(_comp, min_size=1, max_size=4), _tag, st.booleans())
 def test_round_trip_property(host: str, comps: list[str], tag: str, with_digest: bool) -> None:
     text = f"{host}/{'/'.join(comps)}:{tag}" + (f"@{D}" if with_digest else "")
@@ -62,6 +63,7 @@ def test_round_trip_property(host: str, comps: list[str], tag: str, with_digest:
     assert str(ref) == text and parse_reference(str(ref)) == ref
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=60))
 def test_arbitrary_text_is_parsed_or_usage_error(text: str) -> None:
     try:
