@@ -29,7 +29,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="meshfilter", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = ArgumentParser(prog="meshfilter", description="Build, package, deploy and prove Envoy filters: "
+                            "Wasm, Lua and gRPC-JSON transcoding.")
     parser.add_argument("--version", action="version", version=f"meshfilter {_version()}")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
