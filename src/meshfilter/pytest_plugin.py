@@ -10,7 +10,11 @@ available in any test suite:
     listener ``main`` runs the filters and routes to ``upstream`` (default: ``echo_upstream``).
     Returns a :class:`~meshfilter.envoy.RunningEnvoy`; stopped at teardown, even when the test fails.
 ``wasm_emulator``
-    A factory for the proxy-wasm host emulator (see ``meshfilter.wasm.emulator``).
+    A factory for the proxy-wasm host emulator (see ``meshfilter.wasm.emulator``):
+    ``wasm_emulator(module_or_path, root_id=..., plugin_config=...)``.
+``landing_server``
+    The seed's gRPC LandingService (``meshfilter.examples.landing``) on a free loopback port;
+    the fixture's value is ``"127.0.0.1:PORT"``. Stopped at teardown.
 
 Command-line option ``--meshfilter-backend process|container`` picks the Envoy backend.
 """
@@ -62,3 +66,14 @@ def wasm_emulator() -> Any:
     fixtures = importlib.import_module("meshfilter.wasm.pytest_fixtures")
     factory: Callable[..., Any] = fixtures.emulator_factory
     return factory
+
+
+@pytest.fixture
+def landing_server() -> Iterator[str]:
+    from meshfilter.examples.landing import serve
+
+    server, port = serve(0, "127.0.0.1")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
