@@ -182,7 +182,7 @@ def _envoy_version() -> str:
     from meshfilter.envoy import find_envoy
 
     out = subprocess.run([str(find_envoy()), "--version"], capture_output=True, text=True).stdout
-    m = re.search(r"/(\d+\.\d+\.\d+)/", out)
+    m = re.search(r"version: \w+/(\d+\.\d+\.\d+)/", out)
     return m.group(1) if m else "(unknown version)"
 
 
