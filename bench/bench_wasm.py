@@ -29,7 +29,7 @@ from meshfilter.envoy import ProcessBackend  # noqa: E402
 from meshfilter.envoy import bootstrap as bs  # noqa: E402
 from meshfilter.envoy.runner import EnvoyProcess  # noqa: E402
 from meshfilter.filters.propagate import ROOT_ID  # noqa: E402
-from meshfilter.wasm import build_propagate_header  # noqa: E402
+from meshfilter.wasm import ModuleBuilder, build_propagate_header  # noqa: E402
 
 NAME, VALUE = "route-v", "hello2v2"
 CONFIG = f'{{"head_tag_name": "{NAME}", "head_tag_value": "{VALUE}"}}'
@@ -41,6 +41,14 @@ RSS_AFTER = 200_000
 RSS_VARIANTS = ("no filter", "meshfilter Wasm")  # topped up to RSS_AFTER requests, then RSS read
 
 
+def noop_module() -> bytes:
+    """A proxy-wasm module whose request callback does nothing: Envoy's fixed per-stream Wasm cost."""
+    mb = ModuleBuilder()
+    mb.callback("proxy_on_configure", "(i32.const 1)")
+    mb.callback("proxy_on_request_headers", "(i32.const 0)")
+    return mb.build()
+
+
 def variants(module: bytes) -> dict[str, list[dict[str, Any]]]:
     return {
         "no filter": [],
@@ -48,6 +56,8 @@ def variants(module: bytes) -> dict[str, list[dict[str, Any]]]:
         "Lua": [bs.lua_filter(LUA)],
         "meshfilter Wasm": [bs.wasm_filter(code=bs.wasm_code(inline=module), configuration=CONFIG,
                                            root_id=ROOT_ID)],
+        "Wasm no-op (baseline)": [bs.wasm_filter(code=bs.wasm_code(inline=noop_module()), configuration="",
+                                                 root_id="noop")],
     }
 
 
@@ -165,17 +175,19 @@ def main() -> int:
     return 0
 
 
-WHY_GAP = """**Where the gap to the native filter comes from.** The native `header_mutation` filter is
-C++ compiled into Envoy: one `setCopy` on the header map. The Wasm filter does the same `setCopy`
-(`proxy_replace_header_map_value`), but around it Envoy creates a per-stream Wasm context and
-crosses into V8 for each exported callback: `proxy_on_request_headers` (our only per-request
-export; without `proxy_on_context_create`, `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`
-exports Envoy skips those calls), plus two host calls out of V8 (`proxy_replace_header_map_value`
-and `proxy_call_foreign_function("clear_route_cache")`), each copying strings across the VM
-boundary. The route-cache clear also makes the router re-run route matching, which the native
-filter does not ask for. The module's own work (no allocation, no parsing per request) is a few
-dozen instructions; the gap is the per-stream context and the V8 boundary crossings, which an SDK
-build pays as well, plus the SDK's per-request allocations and the extra exported callbacks."""
+WHY_GAP = """**Where the gap to the native filter comes from.** The native `header_mutation` filter
+is C++ compiled into Envoy: one `setCopy` on the header map. The Wasm filter does the same
+`setCopy` (`proxy_replace_header_map_value`), but around it Envoy creates a per-stream Wasm
+context and crosses into V8 for each exported callback: `proxy_on_request_headers` is our only
+per-request export (without `proxy_on_context_create`, `proxy_on_done`, `proxy_on_log`,
+`proxy_on_delete` exports Envoy skips those calls), plus two host calls out of V8
+(`proxy_replace_header_map_value` and `proxy_call_foreign_function("clear_route_cache")`), each
+copying strings across the VM boundary. The route-cache clear also makes the router re-run route
+matching, which the native filter does not ask for. The *Wasm no-op* row is a module whose request
+callback returns at once: the difference between it and *no filter* is Envoy's fixed cost of running
+any Wasm filter; the difference between it and our module is what our two host calls cost. The
+module's own work (no allocation, no parsing per request) is a few dozen instructions; an SDK build
+pays the same fixed cost plus per-request allocations and more exported callbacks."""
 
 
 def _envoy_version() -> str:
