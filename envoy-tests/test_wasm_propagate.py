@@ -135,6 +135,7 @@ def test_wrong_root_id_is_refused() -> None:
     with pytest.raises(EnvoyValidationError) as err:
         validate_bootstrap(bs.filter_bootstrap([propagate(root_id="some_other_root")]))
     assert "plugin root id does not match the module's root id propaganda_filter_root" in err.value.log_tail
+    validate_bootstrap(bs.filter_bootstrap([propagate(root_id="")]))  # no root id: the default root context
 
 
 def test_header_arrives_through_an_envoy_upstream_hop(start: Start, echo: EchoServer) -> None:

@@ -288,6 +288,7 @@ def test_unrestricted_root_id_and_mismatched_root_id() -> None:
     mismatch = "plugin root id does not match the module's root id propaganda_filter_root"
     assert h.logs == [("error", LOG_PREFIX + mismatch)]
     assert Host(MODULES["0.2.1"], root_id=None).configure(GOOD)  # host without the property
+    assert Host(MODULES["0.2.1"], root_id="").configure(GOOD)  # plugin without a root id
     anyroot = Host(build_propagate_header(root_id=""), root_id="whatever")
     assert "proxy_get_property" not in anyroot.imports
     assert anyroot.configure(GOOD)

@@ -375,9 +375,11 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         want = mb.data(root)
         mismatch = mb.data(oracle.LOG_PREFIX + ROOT_ID_MISMATCH + " " + root_id)
         root_check = f"""
+  ;; a host without the property, or an empty root id (the VM's default root context), is accepted
   (if (i32.eqz {mb.get_property(["plugin_root_id"])})
     (then
-      (if (i32.eqz (call $eq (global.get $out_ptr) (global.get $out_len) {want.ptr} {want.len}))
+      (if (i32.and (i32.ne (global.get $out_len) (i32.const 0))
+                   (i32.eqz (call $eq (global.get $out_ptr) (global.get $out_len) {want.ptr} {want.len})))
         (then {mb.log_ptr(LogLevel.ERROR, mismatch.ptr, mismatch.len)} (return (i32.const 0))))))
   {mb.reset_heap()}"""
 
@@ -423,8 +425,9 @@ def build_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROOT
     """The propagate-header proxy-wasm module as Wasm bytes.
 
     ``abi`` is the proxy-wasm ABI ("0.2.1" default, or "0.1.0" for Istio/ASM 1.7–1.8 era proxies);
-    ``root_id`` is the root id the plugin must be configured with (checked against the host's
-    ``plugin_root_id`` property when the host has one; "" accepts any root id).
+    ``root_id`` is the root id the plugin must be configured with: a plugin configured with another
+    non-empty root id (host property ``plugin_root_id``) is refused; an empty or absent one is
+    accepted. ``root_id=""`` builds a module that accepts any root id.
     """
     from meshfilter.wasm.codegen import assemble
 
