@@ -82,3 +82,20 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
     assert target.read_bytes() == b"hello"
     assert [p.name for p in target.parent.iterdir()] == ["f.bin"]
     assert oct(os.stat(target).st_mode & 0o777) == "0o644"
+
+
+def test_public_api_names_resolve_lazily() -> None:
+    import subprocess
+    import sys
+
+    import meshfilter
+
+    for name in meshfilter.__all__:
+        assert getattr(meshfilter, name) is not None, name
+    with pytest.raises(AttributeError):
+        meshfilter.no_such_name  # noqa: B018
+    # importing the package alone does not pull in the heavy optional parts
+    out = subprocess.run([sys.executable, "-c", "import sys, meshfilter; "
+                          "print(sorted(m for m in ('docker', 'grpc', 'wasmtime') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
