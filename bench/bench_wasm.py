@@ -7,7 +7,7 @@ Reports medians, ratios to no filter, Envoy CPU µs per request, module size and
 emulator calls per second, and each Envoy's RSS after 200,000 requests. Writes the ``wasm``
 section of docs/benchmarks.md.
 
-    python bench/bench_wasm.py [--rounds 3] [--seconds 5] [--no-write]
+    python bench/bench_wasm.py [--rounds 8] [--seconds 3] [--no-write]
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def emulator_rate(module: bytes, seconds: float = 2.0) -> float | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     # SIGTERM (e.g. from `timeout`) must unwind through `finally` so every Envoy started here stops
