@@ -114,6 +114,30 @@ def test_image_build_from_elf_deps_runs_a_dynamic_binary_in_scratch(client: Any,
         client.images.remove(info.id, force=True)
 
 
+def test_concurrent_first_use_builds_the_image_once(client: Any) -> None:
+    tag = f"localhost/meshfilter/lock-test:{os.getpid()}"
+    code = ("import json; from meshfilter.envoy.engine import engine_client; "
+            "from meshfilter.envoy.image import ensure_image; "
+            f"i = ensure_image(engine_client(), tag={tag!r}, binary='/usr/bin/env'); "
+            "print(json.dumps([i.built, i.id]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        results = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+        assert sorted(r[0] for r in results) == [False, True]  # one built, the other waited and reused it
+        assert results[0][1] == results[1][1]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        from docker.errors import ImageNotFound
+
+        try:
+            client.images.remove(tag, force=True)
+        except ImageNotFound:
+            pass
+
+
 def test_cli_image_build_reuses_cached_image_and_reports_json(backend: ContainerBackend,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     from meshfilter.cli.envoy_image import register_image

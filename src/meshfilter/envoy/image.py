@@ -9,6 +9,7 @@ and labelled with the binary's GNU build ID, so a cached image is reused only fo
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import re
@@ -153,14 +154,29 @@ def ensure_image(client: Any, *, image: str | None = None, tag: str | None = Non
         return ImageInfo(ref=image, id=found.id, built=False)
     envoy = find_envoy(binary)
     ref = tag or default_tag(envoy)
-    if not rebuild:
-        found = find_image(client, ref)
-        if found is not None:
-            want = _build_id(envoy)
-            have = (found.labels or {}).get(LABEL_BUILD_ID)
-            if want is None or have == want:
-                return ImageInfo(ref=ref, id=found.id, built=False, build_id=have)
-    return build_image(client, tag=ref, binary=envoy)
+    if not rebuild and (cached := _cached(client, ref, envoy)) is not None:
+        return cached
+    # One build per tag at a time on this host: concurrent test processes wait, then reuse it.
+    lock_path = Path(tempfile.gettempdir()) / f"meshfilter-image-{re.sub(r'[^A-Za-z0-9_.-]', '_', ref)}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not rebuild and (cached := _cached(client, ref, envoy)) is not None:
+                return cached
+            return build_image(client, tag=ref, binary=envoy)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _cached(client: Any, ref: str, envoy: Path) -> ImageInfo | None:
+    found = find_image(client, ref)
+    if found is None:
+        return None
+    want = _build_id(envoy)
+    have = (found.labels or {}).get(LABEL_BUILD_ID)
+    if want is None or have == want:
+        return ImageInfo(ref=ref, id=found.id, built=False, build_id=have)
+    return None
 
 
 def _build_id(binary: Path) -> str | None:
