@@ -7,8 +7,19 @@ component, so a missing component cannot hide behind a skip.
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended by SIGTERM (e.g. `timeout`) unwinds like Ctrl-C: fixture teardown and atexit hooks
+    # run, so every Envoy, registry and container a test started is ended by PID.
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -99,3 +99,9 @@ def test_public_api_names_resolve_lazily() -> None:
                           "print(sorted(m for m in ('docker', 'grpc', 'wasmtime') if m in sys.modules))"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_envoy_version_is_envoys_not_the_path() -> None:
+    from meshfilter.envoy.binary import envoy_version, find_envoy
+
+    assert envoy_version(str(find_envoy())) == "1.40.0"

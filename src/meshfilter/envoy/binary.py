@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from functools import lru_cache
@@ -35,10 +36,7 @@ def find_envoy(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 @lru_cache(maxsize=8)
 def envoy_version(binary: str) -> str:
-    """The version string Envoy prints, e.g. '1.40.0'."""
+    """The version Envoy reports, e.g. '1.40.0' (from 'version: <sha>/1.40.0/Clean/RELEASE/BoringSSL')."""
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
-    # "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
-    for part in out.split("/"):
-        if part and part[0].isdigit() and part.count(".") == 2:
-            return part
-    return "unknown"
+    match = re.search(r"version: [0-9a-f]+/(\d+\.\d+\.\d+)", out)
+    return match.group(1) if match else "unknown"
