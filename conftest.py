@@ -10,6 +10,11 @@ import os
 import signal
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Shared 2-core machines: wall-clock deadlines measure the neighbours, not the code.
+settings.register_profile("meshfilter", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "meshfilter"))
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
