@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs. Idempotent: installs only what is missing.
 set -euo pipefail
-PKGS=(docker-registry skopeo luajit wrk nghttp2-client apache2-utils podman runc uidmap slirp4netns fuse-overlayfs
+PKGS=(docker-registry skopeo luajit wrk nghttp2-client jq apache2-utils podman runc uidmap slirp4netns fuse-overlayfs
       iproute2 procps util-linux openssl curl ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
