@@ -51,7 +51,7 @@ def start(envoy_backend: Any) -> Iterator[Callable[..., RunningEnvoy]]:
 def _no_container_left() -> Iterator[None]:
     """After the suite: no container carrying this process's labels may be left (running or not)."""
     yield
-    from meshfilter.envoy.container import managed_containers
+    from meshfilter.envoy.container import container_labels, managed_containers
     from meshfilter.envoy.engine import engine_client, engine_unavailable_reason
 
     if engine_unavailable_reason() is not None:
@@ -64,6 +64,6 @@ def _no_container_left() -> Iterator[None]:
     finally:
         client.close()
     if left:
-        names = ", ".join(f"{c.id[:12]} ({(c.labels or {}).get('io.meshfilter.name', '?')}, {c.status})"
+        names = ", ".join(f"{c.id[:12]} ({container_labels(c).get('io.meshfilter.name', '?')}, {c.status})"
                           for c in left)
         pytest.fail(f"containers left after the envoy-tests session (now removed): {names}")

@@ -32,6 +32,7 @@ from meshfilter.envoy.container import (
     SESSION,
     ContainerBackend,
     cleanup_leftovers,
+    container_labels,
     managed_containers,
     owner_labels,
 )
@@ -196,7 +197,7 @@ def test_bad_bootstrap_fails_with_envoys_error_line_and_is_removed(client: Any,
     assert "duration must start" in " ".join(str(err.value).split()), str(err.value)
     assert "[critical]" in err.value.log_tail and "nonsense" in err.value.log_tail
     assert not [c for c in managed_containers(client, owner_pid=os.getpid())
-                if (c.labels or {}).get(LABEL_NAME) == "broken"]
+                if container_labels(c).get(LABEL_NAME) == "broken"]
 
 
 def test_bootstrap_and_referenced_files_are_mounted_read_only_at_identical_paths(
@@ -383,7 +384,7 @@ def test_child_suite_leaves_no_container_running(client: Any, backend: Container
 def test_session_so_far_has_no_stopped_or_running_leftovers(client: Any, backend: ContainerBackend) -> None:
     """Every container this test process started earlier in the session is gone (not merely stopped)."""
     mine = managed_containers(client, owner_pid=os.getpid())
-    assert not mine, [(c.id[:12], c.status, (c.labels or {}).get(LABEL_NAME)) for c in mine]
+    assert not mine, [(c.id[:12], c.status, container_labels(c).get(LABEL_NAME)) for c in mine]
 
 
 def test_engine_unavailable_reason_names_the_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -162,11 +162,13 @@ def managed_containers(client: Any | None = None, *, owner_pid: int | None = Non
         filters.append(f"{LABEL_PID}={owner_pid}")
     if session is not None:
         filters.append(f"{LABEL_SESSION}={session}")
-    found = client.containers.list(all=not running_only, filters={"label": filters})
+    # sparse: no per-container inspect, which fails with 500 "no such container" when another
+    # process removes one of them between the list and the inspect.
+    found = client.containers.list(all=not running_only, filters={"label": filters}, sparse=True)
     # Filter again client-side: engines differ in how they combine several label filters.
     out = []
     for c in found:
-        labels = c.labels or {}
+        labels = container_labels(c)
         if labels.get(LABEL_MANAGED) != "true":
             continue
         if owner_pid is not None and labels.get(LABEL_PID) != str(owner_pid):
@@ -177,6 +179,14 @@ def managed_containers(client: Any | None = None, *, owner_pid: int | None = Non
     return out
 
 
+def container_labels(container: Any) -> dict[str, str]:
+    """Labels of a container object, sparse (from a list) or full (from an inspect)."""
+    attrs = container.attrs or {}
+    if attrs.get("Labels") is not None:  # list output (Docker; Podman also sends "Config": null)
+        return dict(attrs["Labels"])
+    return dict((attrs.get("Config") or {}).get("Labels") or {})
+
+
 def cleanup_leftovers(client: Any | None = None) -> list[str]:
     """Remove (by ID) our containers whose owner process on this host is gone. Returns their IDs."""
     from docker.errors import APIError, NotFound
@@ -185,7 +195,7 @@ def cleanup_leftovers(client: Any | None = None) -> list[str]:
     removed: list[str] = []
     host = socket.gethostname()
     for c in managed_containers(client):
-        labels = c.labels or {}
+        labels = container_labels(c)
         if labels.get(LABEL_HOST, host) != host or owner_alive(labels):
             continue
         try:
