@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--upstream", metavar="URL", help="route to this http:// URL instead of the echo upstream")
     run.add_argument("--port", type=int, default=0, help="listener port (default: a free port)")
     run.add_argument("--backend", choices=["process", "container"], default="process")
+    run.add_argument("--image", help="container backend: Envoy image (default: the locally built meshfilter image)")
+    run.add_argument("--network", choices=["host", "bridge"], default="host",
+                     help="container backend: host networking (default) or bridge with published ports")
     run.add_argument("--log-level", default="warning", help="Envoy's log level")
     run.set_defaults(handler=cmd_run)
 
@@ -85,8 +88,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         bs = build_run_bootstrap(args, upstream)
         files = tuple(Path(f).resolve() for f in (args.wasm,) if f)
-        envoy = get_backend(args.backend).start(bs, name="meshfilter-run", log_level=args.log_level,
-                                                files=files)
+        options = {"image": args.image, "network": args.network} if args.backend == "container" else {}
+        envoy = get_backend(args.backend, **options).start(bs, name="meshfilter-run", log_level=args.log_level,
+                                                           files=files)
         print(envoy.url("main"), flush=True)
         print(f"admin: {envoy.admin_url}  upstream: http://{upstream[0]}:{upstream[1]}"
               f"{' (echo)' if echo else ''}  (Ctrl-C to stop)", file=sys.stderr, flush=True)
