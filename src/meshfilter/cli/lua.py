@@ -10,20 +10,11 @@ from __future__ import annotations
 import argparse
 
 from meshfilter.cli._common import add_output_flag, write_output
-from meshfilter.errors import UsageError
-from meshfilter.filters.tagging import LITERAL_MATCHERS, RuleSet, from_short_form, load_rules
+from meshfilter.cli._rules import add_rule_flags, ruleset_from_args
+from meshfilter.filters.tagging import LITERAL_MATCHERS
 from meshfilter.k8s import lua_envoyfilter as lef
 from meshfilter.k8s.validate import PATCH_CONTEXTS, check_labels
 from meshfilter.lua.codegen import compile_rules
-
-_VALUE_MATCHERS = (*LITERAL_MATCHERS, "lua-pattern")
-_MATCHER_HELP = {
-    "exact": "match when the header equals VALUE",
-    "prefix": "match when the header starts with VALUE",
-    "suffix": "match when the header ends with VALUE",
-    "contains": "match when the header contains VALUE (plain text, not a pattern)",
-    "lua-pattern": "match when string.find(header, PATTERN) succeeds (Lua backend only)",
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,19 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tag", help="compile header-tagging rules to an Envoy Lua filter (EnvoyFilter or bare script)",
         description="Compile ordered, first-match-wins header-tagging rules to a LuaJIT-checked Envoy Lua "
                     "script, wrapped by default in an Istio EnvoyFilter for the ingress gateway.")
-    src = p.add_argument_group("rules (either --rules FILE, or one rule in short form)")
-    src.add_argument("--rules", metavar="FILE", help="rules.yaml (see docs/lua.md)")
-    src.add_argument("--header", metavar="NAME", help="request header the rule looks at")
-    matchers = src.add_mutually_exclusive_group()
-    for kind in _VALUE_MATCHERS:
-        matchers.add_argument(f"--{kind}", dest=f"m_{kind.replace('-', '_')}", metavar="VALUE",
-                              help=_MATCHER_HELP[kind])
-    matchers.add_argument("--present", action="store_true", help="match when the header is present")
-    matchers.add_argument("--absent", action="store_true", help="match when the header is absent")
-    src.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                     help="header to replace when the rule matches (repeatable)")
-    src.add_argument("--else", dest="else_", action="append", default=[], metavar="NAME=VALUE",
-                     help="header to replace when no rule matches (repeatable)")
+    add_rule_flags(p, (*LITERAL_MATCHERS, "lua-pattern"))
     out = p.add_argument_group("output")
     out.add_argument("--lua-only", action="store_true", help="print the bare Lua script, not an EnvoyFilter")
     out.add_argument("--name", default=lef.DEFAULT_NAME, help=f"EnvoyFilter name (default {lef.DEFAULT_NAME})")
@@ -61,27 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_tag)
 
 
-def _ruleset(args: argparse.Namespace) -> RuleSet:
-    kind, value = None, None
-    for k in _VALUE_MATCHERS:
-        v = getattr(args, f"m_{k.replace('-', '_')}")
-        if v is not None:
-            kind, value = k, v
-    if args.present:
-        kind = "present"
-    if args.absent:
-        kind = "absent"
-    short = args.header is not None or kind is not None or args.set
-    if args.rules:
-        if short or args.else_:
-            raise UsageError("--rules cannot be combined with --header/--set/--else or a matcher",
-                             where="command line", hint="put every rule and the default into the rules file")
-        return load_rules(args.rules)
-    return from_short_form(header=args.header, kind=kind, value=value, sets=args.set, elses=args.else_)
-
-
 def cmd_tag(args: argparse.Namespace) -> int:
-    rs = _ruleset(args)
+    rs = ruleset_from_args(args)
     script = compile_rules(rs)  # LuaJIT-checked before anything is written
     if args.lua_only:
         write_output(script, args.output)
