@@ -35,7 +35,13 @@ from typing import Any
 from meshfilter.envoy.engine import engine_client, engine_unavailable_reason
 from meshfilter.envoy.image import ENVOY_IN_IMAGE, ImageInfo, ensure_image
 from meshfilter.envoy.readiness import HttpReadiness
-from meshfilter.envoy.runner import RunningEnvoy, _register, listener_ports_from_admin
+from meshfilter.envoy.runner import (
+    RunningEnvoy,
+    _register,
+    listener_ports_from_admin,
+    proc_cpu_seconds,
+    proc_rss_bytes,
+)
 from meshfilter.envoy.validate import envoy_error_line
 from meshfilter.errors import ContainerError, EnvoyError, UsageError
 from meshfilter.util.ports import free_ports
@@ -290,14 +296,10 @@ class EnvoyContainer(RunningEnvoy):
 
     def cpu_seconds(self) -> float:
         """utime+stime of Envoy (host view of /proc), for benchmarks."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu_seconds(self.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return proc_rss_bytes(self.pid)
 
     def _terminate(self) -> None:
         from docker.errors import APIError, NotFound

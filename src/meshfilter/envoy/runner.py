@@ -97,6 +97,20 @@ class Backend(Protocol):
               files: tuple[Path, ...] = ()) -> RunningEnvoy: ...
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """utime+stime of a process, in seconds, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc/PID/status (0 when not reported)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def listener_ports_from_admin(admin_url: str) -> dict[str, int]:
     with urllib.request.urlopen(f"{admin_url}/listeners?format=json", timeout=5) as resp:  # noqa: S310
         data = json.load(resp)
@@ -131,15 +145,10 @@ class EnvoyProcess(RunningEnvoy):
 
     def cpu_seconds(self) -> float:
         """utime+stime of the Envoy process, from /proc (for benchmarks)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return proc_cpu_seconds(self.pid)
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        return proc_rss_bytes(self.pid)
 
     def _terminate(self) -> None:
         if self.proc.poll() is None:
