@@ -39,6 +39,7 @@ from meshfilter.transcoder.compile import compile_protos, googleapis_include, go
 from meshfilter.transcoder.descriptor import load_descriptor_set, select_services  # noqa: E402
 from meshfilter.transcoder.envoyfilter import object_size, render_yaml, transcoder_envoyfilter  # noqa: E402
 from meshfilter.util.ports import free_port  # noqa: E402
+from meshfilter.util.proc import stop_process
 
 
 def bench_generation(rounds: int) -> dict[str, Any]:
@@ -124,12 +125,7 @@ def bench_requests(rounds: int, n: int, workdir: Path) -> dict[str, Any]:
     finally:
         if envoy is not None:
             envoy.stop()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 _LOAD_NOTE = (" — the machine was shared and oversubscribed, so these figures (Envoy's CPU per request included:"

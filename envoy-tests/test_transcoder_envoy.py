@@ -29,6 +29,7 @@ from meshfilter.k8s.envoyfilter import patch_values
 from meshfilter.k8s.schema import validate_resource
 from meshfilter.transcoder.bootstrap import bootstrap_with_filter
 from meshfilter.util.ports import free_port
+from meshfilter.util.proc import stop_process
 
 pytestmark = pytest.mark.envoy
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -49,12 +50,7 @@ def landing_port() -> Iterator[int]:
             c.wait_ready(15)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 from meshfilter.envoy.binary import find_envoy
 from meshfilter.envoy.readiness import HttpReadiness
 from meshfilter.errors import EnvoyError, UsageError
+from meshfilter.util.proc import stop_process
 
 _LIVE: set[RunningEnvoy] = set()
 _LIVE_LOCK = threading.Lock()
@@ -151,19 +151,7 @@ class EnvoyProcess(RunningEnvoy):
         return proc_rss_bytes(self.pid)
 
     def _terminate(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout=10)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -23,6 +23,7 @@ import requests
 
 from meshfilter.errors import RegistryError
 from meshfilter.util.ports import free_port
+from meshfilter.util.proc import stop_process
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
@@ -170,12 +171,7 @@ class RegistryServer:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, timeout=5)
 
     def __enter__(self) -> RegistryServer:
         return self.start()
