@@ -80,7 +80,7 @@ def test_unknown_abi_and_wrong_abi_host_functions_are_refused() -> None:
     with pytest.raises(WasmError, match="does not exist in proxy-wasm ABI 0.2.1"):
         ModuleBuilder("0.2.1").use("proxy_get_configuration")
     with pytest.raises(WasmError, match="does not exist in proxy-wasm ABI 0.1.0"):
-        ModuleBuilder("0.1.0").use("proxy_get_buffer_bytes")
+        ModuleBuilder("0.1.0").use("proxy_continue_stream")
     with pytest.raises(WasmError, match="unknown host function"):
         ModuleBuilder().use("proxy_frobnicate")
 

@@ -214,7 +214,8 @@ def test_unknown_import_fails_at_instantiation_when_strict() -> None:
 
 def test_import_with_wrong_signature_is_refused() -> None:
     wat = module("", imports='(import "env" "proxy_log" (func $log (param i32) (result i32)))')
-    with pytest.raises(HostCallError, match=r"env\.proxy_log .*signature \(i32\) -> i32"):
+    with pytest.raises(HostCallError,
+                       match=r"env\.proxy_log .*signature i32 -> i32, but the host function has i32 i32 i32 -> i32"):
         HostEmulator(wat)
 
 

@@ -8,6 +8,12 @@ structured fields (``what``, ``where``, ``hint``) and renders as one line:
 The CLI prints that line and exits with ``exit_code`` (2 for usage errors, 1 for failures).
 Nothing in an error's text may carry a secret: callers pass redacted values only.
 
+The library speaks its domain, not the command line. An error about one input names that input's
+*field* (the parameter or attribute name: ``abi``, ``root_id``, ``plain_http``) as ``where``, and its
+text names fields in backticks (``"drop `plain_http` for an HTTPS registry"``). :meth:`line` renders
+them as they are; the CLI renders them as its flags (``--abi``, ``--plain-http``) in one place,
+``meshfilter.cli._fields``, by passing ``spell``. No library module names a CLI flag.
+
 Tree::
 
     MeshfilterError
@@ -31,6 +37,10 @@ Tree::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
+_FIELD_REF = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 class MeshfilterError(Exception):
     """Base of every meshfilter error. One line, structured fields."""
@@ -43,10 +53,20 @@ class MeshfilterError(Exception):
         self.hint = hint
         super().__init__(self.line())
 
-    def line(self) -> str:
-        text = f"{self.where}: {self.what}" if self.where else self.what
-        if self.hint:
-            text += f" (hint: {self.hint})"
+    def line(self, spell: Callable[[str], str | None] | None = None) -> str:
+        """The one-line rendering. ``spell(field)`` may rename a field (a ``where`` that is a field, or a
+        backticked field in the text), e.g. to its CLI flag; None keeps the field as written."""
+        where, what, hint = self.where, self.what, self.hint
+        if spell is not None:
+            def sub(text: str) -> str:
+                return _FIELD_REF.sub(lambda m: spell(m[1]) or m[0], text)
+
+            where = (spell(where) or where) if where else where
+            what = sub(what)
+            hint = sub(hint) if hint else hint
+        text = f"{where}: {what}" if where else what
+        if hint:
+            text += f" (hint: {hint})"
         return " ".join(text.split("\n"))
 
 

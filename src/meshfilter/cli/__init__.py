@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from meshfilter.cli._fields import speller
 from meshfilter.errors import MeshfilterError
 
 # command groups, each a module meshfilter.cli.<group> exposing register(subparsers)
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rc = handler(args)
     except MeshfilterError as exc:
-        print(f"meshfilter: error: {exc.line()}", file=sys.stderr)
+        print(f"meshfilter: error: {exc.line(spell=speller(parser, args))}", file=sys.stderr)
         if os.environ.get("MESHFILTER_DEBUG"):
             raise
         return exc.exit_code

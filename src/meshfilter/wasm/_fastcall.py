@@ -17,11 +17,12 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from ctypes import POINTER, byref, c_void_p, cast
-from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
+
+from meshfilter.wasm.abi import Signature
 
 MASK32 = 0xFFFFFFFF
 
@@ -47,22 +48,8 @@ _memory_data_size.restype = ctypes.c_size_t
 _memory_data_size.argtypes = [POINTER(ffi.wasmtime_context_t), POINTER(ffi.wasmtime_memory_t)]
 
 
-@dataclass(frozen=True)
-class Signature:
-    """A function signature as kind letters: params like ``"iiI"``, results like ``"i"`` or ``""``."""
-
-    params: str
-    results: str
-
-    def __str__(self) -> str:
-        names = {v: k for k, v in _KIND.items()}
-        args = ", ".join(names[k] for k in self.params)
-        res = ", ".join(names[k] for k in self.results) or "nothing"
-        return f"({args}) -> {res}"
-
-    def functype(self) -> wasmtime.FuncType:
-        return wasmtime.FuncType([_VALTYPE[k]() for k in self.params],
-                                 [_VALTYPE[k]() for k in self.results])
+def functype(sig: Signature) -> wasmtime.FuncType:
+    return wasmtime.FuncType([_VALTYPE[k]() for k in sig.params], [_VALTYPE[k]() for k in sig.results])
 
 
 def signature_of(ty: wasmtime.FuncType) -> Signature:
@@ -107,7 +94,7 @@ class FastInstance:
         for (mod, name), (sig, fn) in host.items():
             cb = self._make_callback(sig, fn)
             self._callbacks.append(cb)
-            ty = sig.functype()
+            ty = functype(sig)
             mb, nb = mod.encode(), name.encode()
             err = ffi.wasmtime_linker_define_func_unchecked(
                 linker.ptr(), mb, len(mb), nb, len(nb), ty.ptr(), cb, None, _NO_FINALIZER)

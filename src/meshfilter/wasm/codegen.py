@@ -18,84 +18,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshfilter.errors import WasmError
+from meshfilter.wasm import abi as _abi
+from meshfilter.wasm.abi import DEFAULT_ABI, Action, BufferType, LogLevel, MapType
 
-ABIS = ("0.2.1", "0.2.0", "0.1.0")
-DEFAULT_ABI = "0.2.1"
-
-
-class LogLevel:
-    """proxy_log levels (the same numbers in ABI 0.1.0 and 0.2.x)."""
-
-    TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL = range(6)
-
-
-class MapType:
-    REQUEST_HEADERS, REQUEST_TRAILERS, RESPONSE_HEADERS, RESPONSE_TRAILERS = range(4)
-
-
-class BufferType:
-    HTTP_REQUEST_BODY, HTTP_RESPONSE_BODY, DOWNSTREAM_DATA, UPSTREAM_DATA = range(4)
-    HTTP_CALL_RESPONSE_BODY, GRPC_RECEIVE_BUFFER, VM_CONFIGURATION, PLUGIN_CONFIGURATION = range(4, 8)
-
-
-class Action:
-    CONTINUE, PAUSE = 0, 1
-
-
-@dataclass(frozen=True)
-class HostFunction:
-    """A host function (import from module ``env``): parameter count (all i32), result i32."""
-
-    params: int
-    abis: tuple[str, ...] = ABIS
-
-
-HOST_FUNCTIONS: dict[str, HostFunction] = {
-    "proxy_log": HostFunction(3),
-    "proxy_get_buffer_bytes": HostFunction(5, ("0.2.1", "0.2.0")),
-    "proxy_get_configuration": HostFunction(2, ("0.1.0",)),
-    "proxy_get_header_map_value": HostFunction(5),
-    "proxy_get_header_map_pairs": HostFunction(3),
-    "proxy_add_header_map_value": HostFunction(5),
-    "proxy_replace_header_map_value": HostFunction(5),
-    "proxy_remove_header_map_value": HostFunction(3),
-    "proxy_get_property": HostFunction(4),
-    "proxy_call_foreign_function": HostFunction(6),
-    "proxy_clear_route_cache": HostFunction(0, ("0.1.0",)),
-    "proxy_send_local_response": HostFunction(8),
-}
-
-# callback -> (parameter count per ABI family, has result)
-_CALLBACKS: dict[str, tuple[dict[str, int], bool]] = {
-    "proxy_on_vm_start": ({"0.1": 2, "0.2": 2}, True),
-    "proxy_on_configure": ({"0.1": 2, "0.2": 2}, True),
-    "proxy_on_context_create": ({"0.1": 2, "0.2": 2}, False),
-    "proxy_on_request_headers": ({"0.1": 2, "0.2": 3}, True),
-    "proxy_on_response_headers": ({"0.1": 2, "0.2": 3}, True),
-    "proxy_on_done": ({"0.1": 1, "0.2": 1}, True),
-    "proxy_on_log": ({"0.1": 1, "0.2": 1}, False),
-    "proxy_on_delete": ({"0.1": 1, "0.2": 1}, False),
-}
+# The ABI vocabulary lives in meshfilter.wasm.abi (shared with the emulator); these names stay here
+# for the generators and tests that import them from codegen.
+ABIS = _abi.ABI_VERSIONS
+__all__ = ["ABIS", "DEFAULT_ABI", "Action", "BufferType", "LogLevel", "MapType", "ModuleBuilder", "Segment",
+           "abi_marker", "allocator_export", "assemble", "callback_signature", "strip_custom_sections",
+           "wat_string"]
+abi_marker = _abi.abi_marker
+_ENV = {f.name: f for f in _abi.ENV_HOST_FUNCTIONS}
 
 
 def allocator_export(abi: str) -> str:
     """The export name the host calls to allocate memory in the module."""
-    return "malloc" if abi == "0.1.0" else "proxy_on_memory_allocate"
-
-
-def abi_marker(abi: str) -> str:
-    return "proxy_abi_version_" + abi.replace(".", "_")
+    return _abi.allocator_exports(abi)[0]
 
 
 def callback_signature(callback: str, abi: str) -> str:
     """The WAT ``(param ...) (result ...)`` of an exported callback for an ABI."""
-    try:
-        counts, has_result = _CALLBACKS[callback]
-    except KeyError:
-        raise WasmError(f"unknown proxy-wasm callback {callback!r}", where="codegen",
-                        hint=f"known: {', '.join(sorted(_CALLBACKS))}") from None
-    n = counts["0.1" if abi == "0.1.0" else "0.2"]
-    return " ".join(f"(param ${'abcdefgh'[i]} i32)" for i in range(n)) + (" (result i32)" if has_result else "")
+    sig = _abi.callback_signature(callback, abi)
+    if sig is None:
+        known = sorted(n for n, cb in _abi.CALLBACKS.items() if n.startswith("proxy_on_") and cb.signature(abi))
+        raise WasmError(f"unknown proxy-wasm callback {callback!r} for ABI {abi}", where="codegen",
+                        hint=f"known: {', '.join(known)}")
+    return sig.wat()
 
 
 def wat_string(raw: bytes) -> str:
@@ -144,7 +92,7 @@ class ModuleBuilder:
 
     def __post_init__(self) -> None:
         if self.abi not in ABIS:
-            raise WasmError(f"unsupported proxy-wasm ABI {self.abi!r}", where="--abi",
+            raise WasmError(f"unsupported proxy-wasm ABI {self.abi!r}", where="abi",
                             hint=f"use one of {', '.join(ABIS)}")
         self.export_func(abi_marker(self.abi), "(func)")
 
@@ -156,15 +104,14 @@ class ModuleBuilder:
 
     def use(self, name: str) -> str:
         """Declare the host import ``env.name`` (once) and return its WAT symbol ``$name``."""
-        spec = HOST_FUNCTIONS.get(name)
+        spec = _ENV.get(name)
         if spec is None:
             raise WasmError(f"unknown host function {name!r}", where="codegen",
-                            hint=f"known: {', '.join(sorted(HOST_FUNCTIONS))}")
+                            hint=f"known: {', '.join(sorted(_ENV))}")
         if self.abi not in spec.abis:
             raise WasmError(f"host function {name} does not exist in proxy-wasm ABI {self.abi}",
                             where="codegen", hint=f"it exists in ABI {', '.join(spec.abis)}")
-        line = (f'(import "env" "{name}" (func ${name}'
-                + "".join(" (param i32)" for _ in range(spec.params)) + " (result i32)))")
+        line = f'(import "env" "{name}" (func ${name} {spec.signature.wat(None)}))'
         if line not in self.imports:
             self.imports.append(line)
         return f"${name}"

@@ -31,14 +31,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import wasmtime
 
 from meshfilter.errors import HostCallError, WasmError
+from meshfilter.wasm import abi as _abi
 from meshfilter.wasm._fastcall import FastInstance, GuestTrap, Signature, signature_of
+from meshfilter.wasm.abi import Action, Status
 from meshfilter.wasm.pairs import PairsFormatError, parse_pairs, serialize_pairs
 
 __all__ = [
@@ -46,35 +47,10 @@ __all__ = [
     "LogRecord", "RequestResult", "Status",
 ]
 
-ABI_VERSIONS = ("0.1.0", "0.2.0", "0.2.1")
+ABI_VERSIONS = tuple(sorted(_abi.ABI_VERSIONS))  # oldest first
 LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
 HeaderList = list[tuple[str, str]]
 HeadersIn = Iterable[tuple[str, str]] | Mapping[str, str]
-
-
-class Status(IntEnum):
-    """proxy_status_t"""
-
-    OK = 0
-    NOT_FOUND = 1
-    BAD_ARGUMENT = 2
-    SERIALIZATION_FAILURE = 3
-    PARSE_FAILURE = 4
-    INVALID_MEMORY_ACCESS = 6
-    EMPTY = 7
-    CAS_MISMATCH = 8
-    INTERNAL_FAILURE = 10
-    UNIMPLEMENTED = 12
-
-
-class Action(IntEnum):
-    """What a headers/body callback returned (0.2.x: CONTINUE/PAUSE; 0.1.0 has three more)."""
-
-    CONTINUE = 0
-    PAUSE = 1
-    CONTINUE_AND_END_STREAM = 2
-    STOP_ALL_ITERATION_AND_BUFFER = 3
-    STOP_ALL_ITERATION_AND_WATERMARK = 4
 
 
 # WASI errno values

@@ -325,7 +325,7 @@ _JSON_WAT = r"""
 def _validate_root_id(root_id: str) -> bytes:
     raw = root_id.encode("utf-8", "surrogatepass")
     if len(raw) > 256 or b"\0" in raw:
-        raise UsageError("root id must be at most 256 bytes without NUL", where="--root-id",
+        raise UsageError("root id must be at most 256 bytes without NUL", where="root_id",
                          hint=f"the usual root id is {oracle.ROOT_ID}")
     return raw
 
