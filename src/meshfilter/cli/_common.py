@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,29 @@ from meshfilter.errors import UsageError
 from meshfilter.util.fs import atomic_write_bytes
 
 
-def parse_kv(values: list[str] | None, *, flag: str, allow_duplicates: bool = False) -> dict[str, str]:
-    """Parse repeated ``k=v`` flags; a missing ``=`` or a repeated key is a usage error."""
-    out: dict[str, str] = {}
-    for raw in values or []:
+def parse_pairs(values: Sequence[str] | None, *, flag: str, form: str = "name=value",
+                example: str | None = None, error: type[UsageError] = UsageError) -> list[tuple[str, str]]:
+    """Parse repeated ``NAME=VALUE`` flags, in order, repeats kept; the one ``k=v`` parser of the CLI.
+
+    The value is everything after the first ``=`` (it may hold ``=`` itself). A missing ``=`` or an
+    empty name raises ``error`` naming ``flag``, with ``example`` (default: ``form``) as the hint."""
+    out: list[tuple[str, str]] = []
+    for raw in values or ():
         key, sep, value = raw.partition("=")
         if not sep or not key:
-            raise UsageError(f"{flag} {raw!r} is not key=value", where=flag,
-                             hint=f"write it as {flag} name=value")
+            raise error(f"{flag} {raw!r} is not {form}", where=flag,
+                        hint=f"write it as {flag} {example or form}")
+        out.append((key, value))
+    return out
+
+
+def parse_kv(values: Sequence[str] | None, *, flag: str, form: str = "key=value", example: str = "name=value",
+             allow_duplicates: bool = False) -> dict[str, str]:
+    """:func:`parse_pairs` into a dict; a repeated key is a usage error unless ``allow_duplicates``."""
+    out: dict[str, str] = {}
+    for key, value in parse_pairs(values, flag=flag, form=form, example=example):
         if key in out and not allow_duplicates:
-            raise UsageError(f"{flag} key {key!r} is given twice", where=flag,
-                             hint="give each key once")
+            raise UsageError(f"{flag} key {key!r} is given twice", where=flag, hint="give each key once")
         out[key] = value
     return out
 

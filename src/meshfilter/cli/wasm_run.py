@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from meshfilter.cli._common import parse_pairs
 from meshfilter.errors import UsageError
 
 
@@ -42,14 +43,7 @@ def _text_or_file(value: str, flag: str) -> bytes:
 
 
 def parse_headers(values: list[str], flag: str) -> list[tuple[str, str]]:
-    out = []
-    for raw in values:
-        name, sep, value = raw.partition("=")
-        if not sep or not name:
-            raise UsageError(f"{flag} {raw!r} is not name=value", where=flag,
-                             hint=f"write it as {flag} user-agent=curl")
-        out.append((name, value))
-    return out
+    return parse_pairs(values, flag=flag, example="user-agent=curl")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
