@@ -271,20 +271,18 @@ class ModuleBuilder:
         return (end + 7) & ~7
 
     def _allocator(self) -> str:
-        # end = bump + n computed in i64 (cannot wrap); refused (0) past 4 GiB - 64 KiB or when
-        # memory cannot grow. Allocations are not padded: Wasm loads and stores need no alignment.
+        # refused (0) when the heap would pass 4 GiB - 64 KiB (so no sum below can wrap) or memory
+        # cannot grow. Allocations are not padded: Wasm loads and stores need no alignment.
         return f"""
-(func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i64)
+(func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i32)
   (block $no
-    (local.set $end (i64.add (i64.extend_i32_u (local.tee $p (global.get $bump))) (i64.extend_i32_u (local.get $n))))
-    (if (i64.gt_u (local.get $end) (i64.shl (i64.extend_i32_u (memory.size)) (i64.const 16)))
+    (br_if $no (i32.gt_u (local.get $n) (i32.sub (i32.const 0xffff0000) (local.tee $p (global.get $bump)))))
+    (if (i32.gt_u (local.tee $end (i32.add (local.get $p) (local.get $n))) (i32.shl (memory.size) (i32.const 16)))
       (then
-        (br_if $no (i64.gt_u (local.get $end) (i64.const 0xffff0000)))
-        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.wrap_i64 (i64.shr_u (i64.add (local.get $end) (i64.const 0xffff))
-                                                                             (i64.const 16)))
+        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.shr_u (i32.add (local.get $end) (i32.const 0xffff)) (i32.const 16))
                                                   (memory.size)))
                              (i32.const 0)))))
-    (global.set $bump (i32.wrap_i64 (local.get $end)))
+    (global.set $bump (local.get $end))
     (return (local.get $p)))
   (i32.const 0))"""
 

@@ -117,26 +117,9 @@ _JSON_WAT = r"""
     (local.set $v (i32.or (i32.shl (local.get $v) (i32.const 4)) (local.get $c)))
     (br_if $l (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
   (local.get $v))
-;; write code point $u as UTF-8 at $d; the new end. $n: continuation bytes (0..3); the lead byte's
-;; prefix (none, C0, E0, F0) is byte $n of 0xF0E0C000
-(func $put (param $d i32) (param $u i32) (result i32) (local $n i32)
-  (local.set $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F)) (i32.gt_u (local.get $u) (i32.const 0x7FF)))
-                         (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
-  (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
-                                     (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
-  (loop $l
-    (if (local.get $n)
-      (then
-        (i32.store8 (local.tee $d (i32.add (local.get $d) (i32.const 1)))
-          (i32.or (i32.const 0x80)
-                  (i32.and (i32.shr_u (local.get $u) (i32.mul (local.tee $n (i32.sub (local.get $n) (i32.const 1)))
-                                                              (i32.const 6)))
-                           (i32.const 63))))
-        (br $l))))
-  (i32.add (local.get $d) (i32.const 1)))
 ;; a string at $p (the opening quote), decoded in place from $s: its length, or -1. Every character
 ;; (raw UTF-8, simple escape, \u escape or surrogate pair) becomes a code point $u, which must be a
-;; Unicode scalar value, and is written back by $put.
+;; Unicode scalar value, and is written back as UTF-8.
 (func $str (result i32) (local $d i32) (local $c i32) (local $u i32) (local $n i32) (local $m i32)
   (drop (call $next))
   (global.set $s (local.tee $d (global.get $p)))
@@ -181,7 +164,22 @@ _JSON_WAT = r"""
       ;; a Unicode scalar value: at most U+10FFFF, not a surrogate
       (br_if $fail (i32.gt_u (local.get $u) (i32.const 0x10FFFF)))
       (br_if $fail (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
-      (local.set $d (call $put (local.get $d) (local.get $u)))
+      ;; write $u as UTF-8 at $d. $n: continuation bytes (0..3); the lead byte's prefix (none, C0,
+      ;; E0, F0) is byte $n of 0xF0E0C000
+      (local.set $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F)) (i32.gt_u (local.get $u) (i32.const 0x7FF)))
+                             (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
+      (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
+                                         (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
+      (loop $w
+        (if (local.get $n)
+          (then
+            (i32.store8 (local.tee $d (i32.add (local.get $d) (i32.const 1)))
+              (i32.or (i32.const 0x80)
+                      (i32.and (i32.shr_u (local.get $u) (i32.mul (local.tee $n (i32.sub (local.get $n) (i32.const 1)))
+                                                                  (i32.const 6)))
+                               (i32.const 63))))
+            (br $w))))
+      (local.set $d (i32.add (local.get $d) (i32.const 1)))
       (br $l)))
   (i32.const -1))
 ;; at least one digit at $p (all of them consumed): 1, else 0
@@ -190,21 +188,6 @@ _JSON_WAT = r"""
     (if (i32.lt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 10))
       (then (drop (call $next)) (local.set $n (i32.const 1)) (br $l))))
   (local.get $n))
-;; a number at $p: 1 if well-formed
-(func $num (result i32)
-  (drop (call $eat (i32.const 45)))
-  (block $bad
-    (if (i32.eqz (call $eat (i32.const 48)))
-      (then (br_if $bad (i32.eqz (call $digits)))))
-    (if (call $eat (i32.const 46))
-      (then (br_if $bad (i32.eqz (call $digits)))))
-    (if (i32.eq (i32.or (call $peek) (i32.const 32)) (i32.const 101))
-      (then
-        (drop (call $next))
-        (if (i32.eqz (call $eat (i32.const 43))) (then (drop (call $eat (i32.const 45)))))
-        (br_if $bad (i32.eqz (call $digits)))))
-    (return (i32.const 1)))
-  (i32.const 0))
 ;; $n bytes at $a equal $m bytes at $b
 (func $eq (param $a i32) (param $n i32) (param $b i32) (param $m i32) (result i32)
   (block $no
@@ -270,7 +253,17 @@ _PARSE_WAT = r"""
                 (br_if $after (call $eq (local.get $n) (local.get $c) (i32.const LIT_FALSE) (i32.const 5)))
                 (br_if $after (call $eq (local.get $n) (local.get $c) (i32.const LIT_NULL) (i32.const 4)))
                 (br $bad)))
-            (br_if $bad (i32.eqz (call $num))))
+            ;; a number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+            (drop (call $eat (i32.const 45)))
+            (if (i32.eqz (call $eat (i32.const 48)))
+              (then (br_if $bad (i32.eqz (call $digits)))))
+            (if (call $eat (i32.const 46))
+              (then (br_if $bad (i32.eqz (call $digits)))))
+            (if (i32.eq (i32.or (call $peek) (i32.const 32)) (i32.const 101))
+              (then
+                (drop (call $next))
+                (if (i32.eqz (call $eat (i32.const 43))) (then (drop (call $eat (i32.const 45)))))
+                (br_if $bad (i32.eqz (call $digits))))))
           ;; after a value: close containers, or go on after a comma
           (loop $close
             (local.set $c (call $ws))
