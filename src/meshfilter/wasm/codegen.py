@@ -271,12 +271,14 @@ class ModuleBuilder:
         return (end + 7) & ~7
 
     def _allocator(self) -> str:
-        # refused (0) when the heap would pass 4 GiB - 64 KiB (so no sum below can wrap) or memory
-        # cannot grow. Allocations are not padded: Wasm loads and stores need no alignment.
+        # 8-byte aligned; refused (0) when the heap would pass 4 GiB - 64 KiB (so no sum below can
+        # wrap) or memory cannot grow.
         return f"""
 (func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i32)
   (block $no
-    (br_if $no (i32.gt_u (local.get $n) (i32.sub (i32.const 0xffff0000) (local.tee $p (global.get $bump)))))
+    (br_if $no (i32.gt_u (local.get $n) (i32.sub (i32.const 0xffff0000)
+                                                 (local.tee $p (i32.and (i32.add (global.get $bump) (i32.const 7))
+                                                                        (i32.const -8))))))
     (if (i32.gt_u (local.tee $end (i32.add (local.get $p) (local.get $n))) (i32.shl (memory.size) (i32.const 16)))
       (then
         (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.shr_u (i32.add (local.get $end) (i32.const 0xffff)) (i32.const 16))
