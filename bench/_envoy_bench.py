@@ -151,7 +151,8 @@ def table(result: Run, baseline: str) -> list[str]:
     for v in result.variants:
         r, c = median(result.rps[v.name]), median(result.cpu_us[v.name])
         size = f"{len(v.module):,} B" if v.module else ""
-        rss = f"{result.rss_mib[v.name]:.0f} MiB / {result.served[v.name] // 1000}k req" if v.name in result.rss_mib else ""
+        rss = (f"{result.rss_mib[v.name]:.0f} MiB / {result.served[v.name] // 1000}k req"
+               if v.name in result.rss_mib else "")
         rows.append(f"| {v.name} | {v.shows} | {r:,.0f} | {r / base_rps:.2f} | {c:.2f} | {c - base_cpu:+.2f} "
                     f"| {c / base_cpu:.2f} | {size} | {rss} |")
     return rows

@@ -281,7 +281,8 @@ class ModuleBuilder:
                                                                         (i32.const -8))))))
     (if (i32.gt_u (local.tee $end (i32.add (local.get $p) (local.get $n))) (i32.shl (memory.size) (i32.const 16)))
       (then
-        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.shr_u (i32.add (local.get $end) (i32.const 0xffff)) (i32.const 16))
+        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.shr_u (i32.add (local.get $end) (i32.const 0xffff))
+                                                              (i32.const 16))
                                                   (memory.size)))
                              (i32.const 0)))))
     (global.set $bump (local.get $end))

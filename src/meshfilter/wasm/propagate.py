@@ -160,13 +160,15 @@ _JSON_WAT = r"""
                 (local.set $u (i32.or (i32.shl (local.get $u) (i32.const 6)) (i32.and (local.get $c) (i32.const 63))))
                 (br_if $k (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
               (br_if $fail (i32.lt_u (local.get $u)
-                                     (i32.shl (i32.const 1) (i32.add (i32.mul (local.get $m) (i32.const 5)) (i32.const 1)))))))))
+                                     (i32.shl (i32.const 1)
+                                              (i32.add (i32.mul (local.get $m) (i32.const 5)) (i32.const 1)))))))))
       ;; a Unicode scalar value: at most U+10FFFF, not a surrogate
       (br_if $fail (i32.gt_u (local.get $u) (i32.const 0x10FFFF)))
       (br_if $fail (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
       ;; write $u as UTF-8 at $d. $n: continuation bytes (0..3); the lead byte's prefix (none, C0,
       ;; E0, F0) is byte $n of 0xF0E0C000
-      (local.set $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F)) (i32.gt_u (local.get $u) (i32.const 0x7FF)))
+      (local.set $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
+                                      (i32.gt_u (local.get $u) (i32.const 0x7FF)))
                              (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
       (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
                                          (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
@@ -195,7 +197,8 @@ _JSON_WAT = r"""
     (loop $l
       (if (local.get $n)
         (then
-          (br_if $no (i32.ne (i32.load8_u (i32.add (local.get $a) (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+          (br_if $no (i32.ne (i32.load8_u (i32.add (local.get $a)
+                                                   (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
                              (i32.load8_u (i32.add (local.get $b) (local.get $n)))))
           (br $l))))
     (return (i32.const 1)))
@@ -282,7 +285,8 @@ _PARSE_WAT = r"""
         (br_if $bad (i32.ne (call $ws) (i32.const 34)))
         (br_if $bad (i32.lt_s (local.tee $n (call $str)) (i32.const 0)))
         (if (i32.eq (local.get $depth) (i32.const 1))
-          (then (local.set $key (i32.add (call $eq (global.get $s) (local.get $n) (i32.const NAME_KEY) (i32.const NAME_KEY_LEN))
+          (then (local.set $key (i32.add (call $eq (global.get $s) (local.get $n) (i32.const NAME_KEY)
+                                                   (i32.const NAME_KEY_LEN))
                                          (i32.shl (call $eq (global.get $s) (local.get $n) (i32.const VALUE_KEY)
                                                             (i32.const VALUE_KEY_LEN))
                                                   (i32.const 1))))))
@@ -292,7 +296,8 @@ _PARSE_WAT = r"""
     ;; the whole input must be consumed
     (br_if $bad (i32.ne (global.get $p) (global.get $e)))
     (if (i32.ne (local.get $top) (i32.const 123)) (then (return (call $problem (i32.const 2)))))
-    (if (local.tee $n (i32.load8_u offset=TYPE_VERDICTS (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt))))
+    (if (local.tee $n (i32.load8_u offset=TYPE_VERDICTS
+                        (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt))))
       (then (return (call $problem (local.get $n)))))
     (if (i32.eqz (local.get $nl)) (then (return (call $problem (i32.const 7)))))
     ;; name: RFC 9110 token characters
@@ -310,7 +315,8 @@ _PARSE_WAT = r"""
       (loop $l
         (br_if $ok (i32.eqz (local.get $n)))
         (local.set $c (i32.load8_u (i32.add (local.get $vp) (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-        (br_if $l (i32.eqz (i32.and (i32.lt_u (local.get $c) (i32.const 14)) (i32.shr_u (i32.const 0x2401) (local.get $c)))))
+        (br_if $l (i32.eqz (i32.and (i32.lt_u (local.get $c) (i32.const 14))
+                                    (i32.shr_u (i32.const 0x2401) (local.get $c)))))
         (return (call $problem (i32.const 9)))))
     ;; keep name and value at the heap's start: the lower-addressed one first (no overlap)
     (global.set $bump (i32.const HEAP_START))
