@@ -109,7 +109,7 @@ def _module_for_code(code: Mapping[str, Any], module: bytes | None, where: str) 
         if path.is_file():
             return path.read_bytes()
         raise UsageError(f"the module is a file on the proxy ({path}); give it locally to check it",
-                         where=where, hint="pass --module FILE with the same module")
+                         where=where, hint="pass `module` FILE with the same module")
     raise K8sError("the Wasm filter has no code", where=where)
 
 

@@ -38,10 +38,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from meshfilter.errors import K8sError
+from meshfilter.k8s.checks import DNS1123_LABEL, DNS1123_LABEL_MAX, DNS1123_SUBDOMAIN, DNS1123_SUBDOMAIN_MAX
 
 SCHEMA_FILES = ("istio-crd-schemas.yaml", "meshfilter-schemas.yaml")
-
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 # ObjectMeta: the fields meshfilter may write. Anything else in metadata is an error.
 _LABEL_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -49,10 +48,10 @@ OBJECT_META: dict[str, Any] = {
     "type": "object",
     "required": ["name"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 253,
+        "name": {"type": "string", "minLength": 1, "maxLength": DNS1123_SUBDOMAIN_MAX,
                  "pattern": DNS1123_SUBDOMAIN.pattern},
-        "namespace": {"type": "string", "minLength": 1, "maxLength": 63,
-                      "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "namespace": {"type": "string", "minLength": 1, "maxLength": DNS1123_LABEL_MAX,
+                      "pattern": DNS1123_LABEL.pattern},
         "labels": _LABEL_MAP,
         "annotations": _LABEL_MAP,
     },
