@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meshfilter.errors import DigestMismatchError, K8sError, UsageError
 from meshfilter.cli import deploy_checks as validate
+from meshfilter.errors import DigestMismatchError, K8sError, UsageError
 from meshfilter.k8s import envoy_check, output, secret
 from meshfilter.k8s.asm import asm_filter_deployment
 from meshfilter.k8s.envoyfilter import envoy_filter, http_filter_patch, patch_values, proxy_version_regex
