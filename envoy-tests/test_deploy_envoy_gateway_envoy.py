@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from meshfilter.k8s import envoy_gateway as eg
 from meshfilter.k8s.envoy_check import envoy_part
 from meshfilter.k8s.output import load_yaml
 from meshfilter.k8s.schema import schema_errors
+from meshfilter.testing.file_server import serve_directory
 from meshfilter.wasm import build_propagate_header
 
 pytestmark = [pytest.mark.envoy]
@@ -44,25 +43,8 @@ def module() -> bytes:
 def served(module: bytes, tmp_path: Path) -> Iterator[tuple[str, int]]:
     """(URL of the module, port) on a local HTTP server; shut down by its handle at teardown."""
     (tmp_path / "propagate_header.wasm").write_bytes(module)
-    root = str(tmp_path)
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, directory=root, **kw)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = server.server_address[1]
-        yield f"http://127.0.0.1:{port}/propagate_header.wasm", port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_directory(tmp_path) as base:
+        yield f"{base}/propagate_header.wasm", int(base.rsplit(":", 1)[1])
 
 
 def _policy(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

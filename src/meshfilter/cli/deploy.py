@@ -237,6 +237,20 @@ def _envoy_check(args: argparse.Namespace, doc: dict[str, Any], module: bytes | 
           file=sys.stderr)
 
 
+def _finish(args: argparse.Namespace, doc: dict[str, Any], image: str | None, secret_field: str) -> int:
+    """The resource, its pull Secret with ``--with-pull-secret`` (in the resource's namespace unless
+    ``--secret-namespace``), the Envoy check with ``--validate``, then the output."""
+    docs = [doc]
+    if args.with_pull_secret:
+        if not args.pull_secret or image is None:
+            raise UsageError(f"`with_pull_secret` needs `pull_secret` NAME ({secret_field})",
+                             where="with_pull_secret", hint="add `pull_secret` wasm-pull")
+        docs.append(_secret(args, image, args.pull_secret, args.secret_namespace or args.namespace))
+    if args.validate:
+        _envoy_check(args, doc, _read_module(args.module) if args.module else None)
+    return _emit(args, docs)
+
+
 def cmd_asm(args: argparse.Namespace) -> int:
     from meshfilter.oras.reference import parse_reference
 
@@ -319,15 +333,7 @@ def cmd_wasmplugin(args: argparse.Namespace) -> int:
                       image_pull_policy=args.image_pull_policy, image_pull_secret=args.pull_secret,
                       plugin_name=args.root_id, plugin_config=params.obj, phase=args.phase,
                       priority=args.priority, fail_strategy=args.fail_strategy, patch_context=context, **extras)
-    docs = [doc]
-    if args.with_pull_secret:
-        if not args.pull_secret:
-            raise UsageError("`with_pull_secret` needs `pull_secret` NAME (the WasmPlugin's imagePullSecret)",
-                             where="with_pull_secret", hint="add `pull_secret` wasm-pull")
-        docs.append(_secret(args, image, args.pull_secret, args.secret_namespace or args.namespace))
-    if args.validate:
-        _envoy_check(args, doc, _read_module(args.module) if args.module else None)
-    return _emit(args, docs)
+    return _finish(args, doc, image, "the WasmPlugin's imagePullSecret")
 
 
 def cmd_envoyfilter(args: argparse.Namespace) -> int:
@@ -484,12 +490,4 @@ def cmd_envoy_gateway(args: argparse.Namespace) -> int:
     lua = [eg.lua_extension(script)] if script is not None else []
     doc = eg.envoy_extension_policy(name, namespace=args.namespace, wasm=wasm, lua=lua,
                                     target_refs=[eg.target_ref(k, n) for _, k, n in refs])
-    docs = [doc]
-    if args.with_pull_secret:
-        if not args.pull_secret or image is None:
-            raise UsageError("`with_pull_secret` needs `pull_secret` NAME (the policy's pullSecretRef)",
-                             where="with_pull_secret", hint="add `pull_secret` wasm-pull")
-        docs.append(_secret(args, image, args.pull_secret, args.secret_namespace or args.namespace))
-    if args.validate:
-        _envoy_check(args, doc, _read_module(args.module) if args.module else None)
-    return _emit(args, docs)
+    return _finish(args, doc, image, "the policy's pullSecretRef")

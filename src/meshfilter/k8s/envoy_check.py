@@ -7,7 +7,7 @@ configuration the module refuses all fail, and the error carries Envoy's own lin
 
 Where the module comes from:
 
-- ``module=`` bytes given by the caller (``--module FILE``) win; if the resource carries a sha256
+- ``module=`` bytes given by the caller (a local module file) win; if the resource carries a sha256
   of the module (EnvoyFilter remote code, WasmPlugin http(s) url) the bytes must match it;
 - EnvoyFilter: embedded ``inline_bytes``; remote ``http_uri`` fetched here and checked against the
   sha256; a proxy-side ``filename`` needs ``module=``;

@@ -23,7 +23,7 @@ field for field, what grpc-transcoder emits::
 Differences from grpc-transcoder, on purpose: the proxyVersion regex is derived from any version
 string (grpc-transcoder maps only 1.6-1.8 and silently turns anything else into 1.7);
 ``SIDECAR_INBOUND`` is supported (see :func:`default_selector` for the port semantics); the
-companion header-to-metadata EnvoyFilter is emitted only when ``--header`` is given; and an
+companion header-to-metadata EnvoyFilter is emitted only when header mappings are given; and an
 EnvoyFilter larger than Kubernetes' object limit is refused.
 
 Ports. ``listener.portNumber`` means, per context:
@@ -124,7 +124,7 @@ def header_to_metadata_envoyfilter(headers: Mapping[str, str], *, version: str =
                                    service_name: str = "grpc-transcoder", service_port: int = 80,
                                    context: str = "GATEWAY", selector: Mapping[str, str] | None = None,
                                    namespace: str | None = None) -> dict[str, Any]:
-    """grpc-transcoder's companion EnvoyFilter for ``--header x=a``: header ``x`` becomes the
+    """grpc-transcoder's companion EnvoyFilter for a header mapping ``x=a``: header ``x`` becomes the
     ``envoy.lb`` metadata key ``a`` (for subset load balancing), inserted first in the chain."""
     check_context(context)
     check_port(service_port)
