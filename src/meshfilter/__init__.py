@@ -80,6 +80,7 @@ _LAZY: dict[str, str] = {
     "asm_filter_deployment": "meshfilter.k8s.asm",
     "wasm_plugin": "meshfilter.k8s.wasmplugin",
     "wasm_envoy_filter": "meshfilter.k8s.wasm_envoyfilter",
+    "envoy_extension_policy": "meshfilter.k8s.envoy_gateway",
     "lua_envoy_filter": "meshfilter.k8s.lua_envoyfilter",
     "envoy_filter": "meshfilter.k8s.envoyfilter",
     "proxy_version_regex": "meshfilter.k8s.envoyfilter",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from meshfilter.filters.tagging.semantics import evaluate as evaluate_rules
     from meshfilter.k8s.asm import asm_filter_deployment
     from meshfilter.k8s.envoy_check import check_resource
+    from meshfilter.k8s.envoy_gateway import envoy_extension_policy
     from meshfilter.k8s.envoyfilter import envoy_filter, proxy_version_regex
     from meshfilter.k8s.lua_envoyfilter import lua_envoy_filter
     from meshfilter.k8s.output import to_yaml
