@@ -68,20 +68,12 @@ PENDING_FLAGS: dict[str, str] = {
     "meshfilter.demo.run": "devloop",
     "meshfilter.envoy.image": "devloop",
     "meshfilter.envoy.runner": "devloop",
-    "meshfilter.k8s.envoy_check": "deploy",
-    "meshfilter.k8s.envoyfilter": "deploy",
-    "meshfilter.k8s.lua_envoyfilter": "deploy",
-    "meshfilter.k8s.secret": "deploy",
-    "meshfilter.k8s.validate": "deploy",
     "meshfilter.oras.auth": "oci",
     "meshfilter.oras.client": "oci",
     "meshfilter.oras.formats": "oci",
     "meshfilter.oras.layout": "oci",
     "meshfilter.oras.reference": "oci",
     "meshfilter.oras.runtime_config": "oci",
-    "meshfilter.transcoder.compile": "deploy",
-    "meshfilter.transcoder.descriptor": "deploy",
-    "meshfilter.transcoder.envoyfilter": "deploy",
 }
 
 # What no module of meshfilter.filters may load, directly or through what it imports, at module level.
