@@ -271,18 +271,19 @@ class ModuleBuilder:
         return (end + 7) & ~7
 
     def _allocator(self) -> str:
-        # 8-byte aligned; refused (0) when the heap would pass 4 GiB - 64 KiB (so no sum below can
-        # wrap) or memory cannot grow.
+        # 8-byte aligned; refused (0) when the block would wrap past 4 GiB or memory cannot grow. At
+        # least one byte of memory always follows the block (a generated parser may put a sentinel
+        # byte right after host-provided data).
         return f"""
 (func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i32)
   (block $no
-    (br_if $no (i32.gt_u (local.get $n) (i32.sub (i32.const 0xffff0000)
-                                                 (local.tee $p (i32.and (i32.add (global.get $bump) (i32.const 7))
-                                                                        (i32.const -8))))))
-    (if (i32.gt_u (local.tee $end (i32.add (local.get $p) (local.get $n))) (i32.shl (memory.size) (i32.const 16)))
+    (br_if $no (i32.lt_u (local.tee $end (i32.add (local.tee $p (i32.and (i32.add (global.get $bump) (i32.const 7))
+                                                                         (i32.const -8)))
+                                                  (local.get $n)))
+                         (local.get $p)))
+    (if (i32.ge_u (local.get $end) (i32.shl (memory.size) (i32.const 16)))
       (then
-        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.shr_u (i32.add (local.get $end) (i32.const 0xffff))
-                                                              (i32.const 16))
+        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.add (i32.shr_u (local.get $end) (i32.const 16)) (i32.const 1))
                                                   (memory.size)))
                              (i32.const 0)))))
     (global.set $bump (local.get $end))

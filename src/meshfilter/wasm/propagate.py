@@ -84,95 +84,90 @@ def pack_strings(strings: list[bytes]) -> bytes:
     return kept[0] if kept else b""
 
 
-_JSON_WAT = r"""
+FAIL_RUN = 4  # zero bytes at FAIL (a failed parse reads at most this many bytes there)
+
+
+def _esc_table() -> bytes:
+    """Simple escapes by hash: slot (c * 69 >> 7) & 14 holds the escape letter c and its byte."""
+    t = bytearray(16)
+    for dec, let in zip(b'"\\/\x08\x0c\n\r\t', b'"\\/bfnrt', strict=True):
+        h = ((let * 69) >> 7) & 14
+        assert t[h] == 0, "escape hash collision"
+        t[h], t[h + 1] = let, dec
+    return bytes(t)
+
+
+_HELPERS = r"""
 (global $p (mut i32) (i32.const 0))
-(global $e (mut i32) (i32.const 0))
-(global $s (mut i32) (i32.const 0))
-(func $peek (result i32)
-  (if (result i32) (i32.lt_u (global.get $p) (global.get $e))
-    (then (i32.load8_u (global.get $p))) (else (i32.const -1))))
-(func $next (result i32) (local $c i32)
-  (global.set $p (i32.add (global.get $p) (i32.ge_s (local.tee $c (call $peek)) (i32.const 0))))
-  (local.get $c))
-;; consume byte $c if it is next; 1 if it was
+(global $w (mut i32) (i32.const 0))
+(func $peek (result i32) (i32.load8_u (global.get $p)))
+(func $next (result i32) (call $peek) (global.set $p (i32.add (global.get $p) (i32.const 1))))
 (func $eat (param $c i32) (result i32)
   (global.set $p (i32.add (global.get $p) (local.tee $c (i32.eq (call $peek) (local.get $c)))))
   (local.get $c))
-;; skip space, tab, LF, CR; the next byte (not consumed), -1 at the end
 (func $ws (result i32) (local $c i32)
   (loop $l
     (if (i32.or (i32.eq (local.tee $c (call $peek)) (i32.const 32))
                 (i32.and (i32.lt_u (local.get $c) (i32.const 14)) (i32.shr_u (i32.const 0x2600) (local.get $c))))
       (then (drop (call $next)) (br $l))))
   (local.get $c))
-;; 4 hex digits: their value, or -1
 (func $hex4 (result i32) (local $i i32) (local $v i32) (local $c i32)
   (local.set $i (i32.const 4))
   (loop $l
-    (if (i32.ge_u (local.tee $c (i32.sub (call $next) (i32.const 48))) (i32.const 10))
+    (if (i32.gt_u (local.tee $c (i32.sub (call $next) (i32.const 48))) (i32.const 9))
       (then
-        (if (i32.ge_u (local.tee $c (i32.sub (i32.or (local.get $c) (i32.const 32)) (i32.const 49))) (i32.const 6))
-          (then (return (i32.const -1))))
-        (local.set $c (i32.add (local.get $c) (i32.const 10)))))
+        (if (i32.gt_u (i32.sub (local.tee $c (i32.sub (i32.or (local.get $c) (i32.const 32)) (i32.const 39)))
+                               (i32.const 10))
+                      (i32.const 5))
+          (then (global.set $p (i32.const FAIL))))))
     (local.set $v (i32.or (i32.shl (local.get $v) (i32.const 4)) (local.get $c)))
     (br_if $l (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
   (local.get $v))
-;; a string at $p (the opening quote), decoded in place from $s: its length, or -1. Every character
-;; (raw UTF-8, simple escape, \u escape or surrogate pair) becomes a code point $u, which must be a
-;; Unicode scalar value, and is written back as UTF-8.
 (func $str (result i32) (local $d i32) (local $c i32) (local $u i32) (local $n i32) (local $m i32)
-  (drop (call $next))
-  (global.set $s (local.tee $d (global.get $p)))
+  (drop (call $ws))
+  (local.set $d (global.get $w))
   (block $fail
+    (br_if $fail (i32.ne (call $next) (i32.const 34)))
     (loop $l
+      (local.set $m (i32.const 0))
       (local.set $u (local.tee $c (call $next)))
-      (br_if $fail (i32.lt_s (local.get $c) (i32.const 32)))
-      (if (i32.eq (local.get $c) (i32.const 34)) (then (return (i32.sub (local.get $d) (global.get $s)))))
-      (if (i32.eq (local.get $c) (i32.const 92))
-        (then
-          (if (i32.eq (local.tee $c (call $next)) (i32.const 117))
-            (then
-              (if (i32.eq (i32.and (local.tee $u (call $hex4)) (i32.const 0xFC00)) (i32.const 0xD800))
-                (then
-                  ;; a high surrogate must be followed by an escaped low one
-                  (br_if $fail (i32.eqz (call $eat (i32.const 92))))
-                  (br_if $fail (i32.eqz (call $eat (i32.const 117))))
-                  (br_if $fail (i32.ne (i32.and (local.tee $n (call $hex4)) (i32.const 0xFC00)) (i32.const 0xDC00)))
-                  ;; 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                  (local.set $u (i32.add (i32.shl (local.get $u) (i32.const 10))
-                                         (i32.sub (local.get $n) (i32.const 0x35FDC00)))))))
-            (else
-              (local.set $n (i32.const ESC_M2))
-              (loop $k
-                (br_if $fail (i32.eq (local.tee $n (i32.add (local.get $n) (i32.const 2))) (i32.const ESC_END)))
-                (br_if $k (i32.ne (i32.load8_u offset=1 (local.get $n)) (local.get $c))))
-              (local.set $u (i32.load8_u (local.get $n))))))
-        (else
-          (if (i32.ge_u (local.get $c) (i32.const 0x80))
-            (then
-              ;; UTF-8: lead byte C2..F4, then $m continuation bytes; no overlong form
-              (br_if $fail (i32.gt_u (i32.sub (local.get $c) (i32.const 0xC2)) (i32.const 0x32)))
-              (local.set $m (local.tee $n (i32.add (i32.add (i32.const 1) (i32.ge_u (local.get $c) (i32.const 0xE0)))
-                                                   (i32.ge_u (local.get $c) (i32.const 0xF0)))))
-              (local.set $u (i32.and (local.get $c) (i32.shr_u (i32.const 63) (local.get $n))))
-              (loop $k
-                (br_if $fail (i32.ne (i32.and (local.tee $c (call $next)) (i32.const 0xC0)) (i32.const 0x80)))
-                (local.set $u (i32.or (i32.shl (local.get $u) (i32.const 6)) (i32.and (local.get $c) (i32.const 63))))
-                (br_if $k (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
-              (br_if $fail (i32.lt_u (local.get $u)
-                                     (i32.shl (i32.const 1)
-                                              (i32.add (i32.mul (local.get $m) (i32.const 5)) (i32.const 1)))))))))
-      ;; a Unicode scalar value: at most U+10FFFF, not a surrogate
-      (br_if $fail (i32.gt_u (local.get $u) (i32.const 0x10FFFF)))
-      (br_if $fail (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
-      ;; write $u as UTF-8 at $d. $n: continuation bytes (0..3); the lead byte's prefix (none, C0,
-      ;; E0, F0) is byte $n of 0xF0E0C000
-      (local.set $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
-                                      (i32.gt_u (local.get $u) (i32.const 0x7FF)))
-                             (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
+      (if (i32.eq (local.get $c) (i32.const 34)) (then (return (i32.sub (local.get $d) (global.get $w)))))
+      (block $cp
+        (if (i32.eq (local.get $c) (i32.const 92))
+          (then
+            (if (i32.eq (local.tee $c (call $next)) (i32.const 117))
+              (then
+                (br_if $cp (i32.ne (i32.and (local.tee $u (call $hex4)) (i32.const 0xFC00)) (i32.const 0xD800)))
+                (br_if $fail (i32.eqz (call $eat (i32.const 92))))
+                (br_if $fail (i32.eqz (call $eat (i32.const 117))))
+                (br_if $fail (i32.ne (i32.and (local.tee $n (call $hex4)) (i32.const 0xFC00)) (i32.const 0xDC00)))
+                (local.set $u (i32.add (i32.shl (local.get $u) (i32.const 10))
+                                       (i32.sub (local.get $n) (i32.const 0x35FDC00))))
+                (br $cp)))
+            (br_if $fail (i32.ne (i32.load8_u offset=ESC
+                                   (local.tee $n (i32.and (i32.shr_u (i32.mul (local.get $c) (i32.const 69))
+                                                                     (i32.const 7))
+                                                          (i32.const 14))))
+                                 (local.get $c)))
+            (local.set $u (i32.load8_u offset=ESC1 (local.get $n)))
+            (br $cp)))
+        (br_if $cp (i32.lt_u (i32.sub (local.get $c) (i32.const 32)) (i32.const 96)))
+        (br_if $fail (i32.gt_u (i32.sub (local.get $c) (i32.const 0xC2)) (i32.const 0x32)))
+        (local.set $m (local.tee $n (i32.sub (i32.clz (i32.xor (local.get $c) (i32.const 255))) (i32.const 25))))
+        (local.set $u (i32.and (local.get $c) (i32.shr_u (i32.const 63) (local.get $n))))
+        (loop $k
+          (br_if $fail (i32.gt_u (local.tee $c (i32.xor (call $next) (i32.const 0x80))) (i32.const 63)))
+          (local.set $u (i32.or (i32.shl (local.get $u) (i32.const 6)) (local.get $c)))
+          (br_if $k (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+      (br_if $fail (i32.or (i32.or (i32.gt_u (local.get $u) (i32.const 0x10FFFF))
+                                   (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
+                           (i32.lt_u (local.tee $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
+                                                                     (i32.gt_u (local.get $u) (i32.const 0x7FF)))
+                                                            (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
+                                     (local.get $m))))
       (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
                                          (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
-      (loop $w
+      (loop $wr
         (if (local.get $n)
           (then
             (i32.store8 (local.tee $d (i32.add (local.get $d) (i32.const 1)))
@@ -180,136 +175,113 @@ _JSON_WAT = r"""
                       (i32.and (i32.shr_u (local.get $u) (i32.mul (local.tee $n (i32.sub (local.get $n) (i32.const 1)))
                                                                   (i32.const 6)))
                                (i32.const 63))))
-            (br $w))))
+            (br $wr))))
       (local.set $d (i32.add (local.get $d) (i32.const 1)))
       (br $l)))
-  (i32.const -1))
-;; at least one digit at $p (all of them consumed): 1, else 0
-(func $digits (result i32) (local $n i32)
+  (global.set $p (i32.const FAIL))
+  (i32.const 0))
+(func $digits
+  (if (i32.gt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 9)) (then (global.set $p (i32.const FAIL))))
   (loop $l
     (if (i32.lt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 10))
-      (then (drop (call $next)) (local.set $n (i32.const 1)) (br $l))))
-  (local.get $n))
-;; $n bytes at $a equal $m bytes at $b
-(func $eq (param $a i32) (param $n i32) (param $b i32) (param $m i32) (result i32)
+      (then (drop (call $next)) (br $l)))))
+(func $eq (param $a i32) (param $n i32) (param $b i32) (param $m i32) (result i32) (local $i i32)
   (block $no
     (br_if $no (i32.ne (local.get $n) (local.get $m)))
     (loop $l
-      (if (local.get $n)
+      (if (i32.lt_u (local.get $i) (local.get $n))
         (then
-          (br_if $no (i32.ne (i32.load8_u (i32.add (local.get $a)
-                                                   (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
-                             (i32.load8_u (i32.add (local.get $b) (local.get $n)))))
+          (br_if $no (i32.ne (i32.load8_u (i32.add (local.get $a) (local.get $i)))
+                             (i32.load8_u (i32.add (local.get $b) (local.get $i)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $l))))
     (return (i32.const 1)))
   (i32.const 0))
-;; copy $n bytes from $a to the heap top; their new address
-(func $keep (param $a i32) (param $n i32) (result i32) (local $d i32)
-  (memory.copy (local.tee $d (global.get $bump)) (local.get $a) (local.get $n))
-  (global.set $bump (i32.add (local.get $d) (local.get $n)))
-  (local.get $d))
 """
 
-# Parse [$p, $e) and check it like parse_config; the body of proxy_on_configure after the
-# configuration was read. $key: the member being read is head_tag_name (1), head_tag_value (2) or
-# another (0); $nt/$vt: their value types (0 absent, 1 string, 2 other); $np/$nl, $vp/$vl: the strings.
-_PARSE_WAT = r"""
+_PARSE = r"""
+  (local.set $nt (i32.mul (i32.ne (call $ws) (i32.const 123)) (i32.const 3)))
   (block $bad
     (block $done
-      (local.set $top (call $ws))
       (loop $value
         (block $key
           (block $after
             (local.set $c (call $ws))
-            (local.set $k (local.get $key))
-            (local.set $key (i32.const 0))
-            (if (i32.eq (local.get $k) (i32.const 1))
+            (if (i32.eq (local.get $key) (i32.const 1))
               (then (local.set $nt (i32.add (i32.ne (local.get $c) (i32.const 34)) (i32.const 1)))))
-            (if (i32.eq (local.get $k) (i32.const 2))
+            (if (i32.eq (local.get $key) (i32.const 2))
               (then (local.set $vt (i32.add (i32.ne (local.get $c) (i32.const 34)) (i32.const 1)))))
             (if (i32.eq (local.get $c) (i32.const 34))
               (then
-                (br_if $bad (i32.lt_s (local.tee $n (call $str)) (i32.const 0)))
-                (if (i32.eq (local.get $k) (i32.const 1))
-                  (then (local.set $np (global.get $s)) (local.set $nl (local.get $n))))
-                (if (i32.eq (local.get $k) (i32.const 2))
-                  (then (local.set $vp (global.get $s)) (local.set $vl (local.get $n))))
+                (local.set $n (call $str))
+                (if (local.get $key)
+                  (then
+                    (if (i32.eq (local.get $key) (i32.const 1))
+                      (then (local.set $np (global.get $w)) (local.set $nl (local.get $n)))
+                      (else (local.set $vp (global.get $w)) (local.set $vl (local.get $n))))
+                    (global.set $w (i32.add (global.get $w) (local.get $n)))))
                 (br $after)))
             (if (i32.eq (i32.or (local.get $c) (i32.const 32)) (i32.const 123))
               (then
-                ;; '{' or '[': push (1 = object); an empty one is closed by the loop below
                 (br_if $bad (i32.eq (local.get $depth) (i32.const MAX_DEPTH)))
-                (i32.store8 offset=STACK (local.get $depth) (i32.eq (local.get $c) (i32.const 123)))
+                (i32.store8 offset=STACK (local.get $depth) (local.get $c))
                 (local.set $depth (i32.add (local.get $depth) (i32.const 1)))
+                (local.set $key (i32.const 0))
                 (drop (call $next))
                 (br_if $after (i32.eq (call $ws) (i32.add (local.get $c) (i32.const 2))))
                 (br_if $key (i32.eq (local.get $c) (i32.const 123)))
                 (br $value)))
-            ;; a run of lower-case letters must be a literal; anything else a number
-            (local.set $n (global.get $p))
-            (loop $w
-              (if (i32.lt_u (i32.sub (call $peek) (i32.const 97)) (i32.const 26)) (then (drop (call $next)) (br $w))))
-            (if (i32.ne (local.get $n) (global.get $p))
-              (then
-                (local.set $c (i32.sub (global.get $p) (local.get $n)))
-                (br_if $after (call $eq (local.get $n) (local.get $c) (i32.const LIT_TRUE) (i32.const 4)))
-                (br_if $after (call $eq (local.get $n) (local.get $c) (i32.const LIT_FALSE) (i32.const 5)))
-                (br_if $after (call $eq (local.get $n) (local.get $c) (i32.const LIT_NULL) (i32.const 4)))
-                (br $bad)))
-            ;; a number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+            (if (call $eq (global.get $p)
+                          (local.tee $n (i32.add (i32.shr_u (local.tee $c (i32.shl (i32.rem_u (local.get $c)
+                                                                                              (i32.const 5))
+                                                                                   (i32.const 2)))
+                                                            (i32.const 3))
+                                                 (i32.const 4)))
+                          (i32.add (local.get $c) (i32.const LITERALS)) (local.get $n))
+              (then (global.set $p (i32.add (global.get $p) (local.get $n))) (br $after)))
             (drop (call $eat (i32.const 45)))
-            (if (i32.eqz (call $eat (i32.const 48)))
-              (then (br_if $bad (i32.eqz (call $digits)))))
-            (if (call $eat (i32.const 46))
-              (then (br_if $bad (i32.eqz (call $digits)))))
+            (if (i32.eqz (call $eat (i32.const 48))) (then (call $digits)))
+            (if (call $eat (i32.const 46)) (then (call $digits)))
             (if (i32.eq (i32.or (call $peek) (i32.const 32)) (i32.const 101))
               (then
                 (drop (call $next))
                 (if (i32.eqz (call $eat (i32.const 43))) (then (drop (call $eat (i32.const 45)))))
-                (br_if $bad (i32.eqz (call $digits))))))
-          ;; after a value: close containers, or go on after a comma
+                (call $digits))))
           (loop $close
             (local.set $c (call $ws))
             (br_if $done (i32.eqz (local.get $depth)))
             (if (call $eat (i32.const 44))
               (then
-                (br_if $key (i32.load8_u offset=STACK_M1 (local.get $depth)))
+                (br_if $key (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
                 (br $value)))
-            ;; ']' (93) in an array, '}' (125) in an object
             (br_if $bad (i32.ne (local.get $c)
-              (i32.add (i32.const 93) (i32.shl (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 5)))))
+                                (i32.add (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 2))))
             (drop (call $next))
             (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
             (br $close)))
-        ;; an object member's name and colon
-        (br_if $bad (i32.ne (call $ws) (i32.const 34)))
-        (br_if $bad (i32.lt_s (local.tee $n (call $str)) (i32.const 0)))
+        (local.set $n (call $str))
         (if (i32.eq (local.get $depth) (i32.const 1))
-          (then (local.set $key (i32.add (call $eq (global.get $s) (local.get $n) (i32.const NAME_KEY)
+          (then (local.set $key (i32.add (call $eq (global.get $w) (local.get $n) (i32.const NAME_KEY)
                                                    (i32.const NAME_KEY_LEN))
-                                         (i32.shl (call $eq (global.get $s) (local.get $n) (i32.const VALUE_KEY)
+                                         (i32.shl (call $eq (global.get $w) (local.get $n) (i32.const VALUE_KEY)
                                                             (i32.const VALUE_KEY_LEN))
                                                   (i32.const 1))))))
         (br_if $bad (i32.ne (call $ws) (i32.const 58)))
         (drop (call $next))
         (br $value)))
-    ;; the whole input must be consumed
-    (br_if $bad (i32.ne (global.get $p) (global.get $e)))
-    (if (i32.ne (local.get $top) (i32.const 123)) (then (return (call $problem (i32.const 2)))))
+    (br_if $bad (i32.ne (global.get $p) (local.get $e)))
     (if (local.tee $n (i32.load8_u offset=TYPE_VERDICTS
                         (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt))))
       (then (return (call $problem (local.get $n)))))
-    (if (i32.eqz (local.get $nl)) (then (return (call $problem (i32.const 7)))))
-    ;; name: RFC 9110 token characters
+    (if (i32.eqz (local.get $nl)) (then (return (call $problem (i32.const EMPTY_NAME)))))
     (local.set $n (local.get $nl))
     (loop $l
       (local.set $c (i32.load8_u (i32.add (local.get $np) (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
       (if (i32.or (i32.ge_u (local.get $c) (i32.const 128))
                   (i32.eqz (i32.and (i32.load8_u offset=TCHARS (i32.shr_u (local.get $c) (i32.const 3)))
                                     (i32.shl (i32.const 1) (i32.and (local.get $c) (i32.const 7))))))
-        (then (return (call $problem (i32.const 8)))))
+        (then (return (call $problem (i32.const BAD_NAME)))))
       (br_if $l (local.get $n)))
-    ;; value: no CR, LF or NUL (bits 13, 10, 0 of 0x2401)
     (local.set $n (local.get $vl))
     (block $ok
       (loop $l
@@ -317,19 +289,16 @@ _PARSE_WAT = r"""
         (local.set $c (i32.load8_u (i32.add (local.get $vp) (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
         (br_if $l (i32.eqz (i32.and (i32.lt_u (local.get $c) (i32.const 14))
                                     (i32.shr_u (i32.const 0x2401) (local.get $c)))))
-        (return (call $problem (i32.const 9)))))
-    ;; keep name and value at the heap's start: the lower-addressed one first (no overlap)
-    (global.set $bump (i32.const HEAP_START))
-    (if (i32.lt_u (local.get $np) (local.get $vp))
-      (then (global.set $hn (call $keep (local.get $np) (local.get $nl)))
-            (global.set $hv (call $keep (local.get $vp) (local.get $vl))))
-      (else (global.set $hv (call $keep (local.get $vp) (local.get $vl)))
-            (global.set $hn (call $keep (local.get $np) (local.get $nl)))))
+        (return (call $problem (i32.const BAD_VALUE)))))
+    ;; keep [p0, w) (every name and value string, in document order) at the heap start
+    (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (global.get $w) (local.get $p0)))
+    (global.set $hn (i32.sub (local.get $np) (local.tee $p0 (i32.sub (local.get $p0) (i32.const HEAP_START)))))
+    (global.set $hv (i32.sub (local.get $vp) (local.get $p0)))
+    (global.set $kept (i32.sub (global.get $w) (local.get $p0)))
     (global.set $hnl (local.get $nl))
     (global.set $hvl (local.get $vl))
-    (global.set $heap_base (global.get $bump))
     (return (i32.const 1)))
-  (call $problem (i32.const 1))"""
+  (call $problem (i32.const INVALID_JSON))"""
 
 
 def _halves(text: bytes, texts: list[bytes], root: bytes) -> tuple[bytes, bytes]:
@@ -352,6 +321,12 @@ def _validate_root_id(root_id: str) -> bytes:
     return raw
 
 
+def _sub(text: str, values: dict[str, int]) -> str:
+    for k in sorted(values, key=len, reverse=True):
+        text = text.replace(k, str(values[k]))
+    return text
+
+
 def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROOT_ID,
                             clear_route_cache: bool = True) -> str:
     """The WAT text of the propagate-header module (see the module docstring).
@@ -360,85 +335,87 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     (bench/bench_wasm.py measures what it costs; Envoy 1.40 clears the cache itself on a header change).
     """
     root = _validate_root_id(root_id)
-    mb = ModuleBuilder(abi)
-    slots = mb.reserve(8)  # host call results (pointer, length); first, so no data bytes are spent on it
-    esc = mb.data(_ESCAPES)
-    tchars = mb.data(_tchar_bitmap())
-    verdicts = mb.data(_type_verdicts())
-    prefix = oracle.LOG_PREFIX.encode()
+    mb = ModuleBuilder(abi, data_base=0)
+    slots = mb.reserve(8)  # host call results (pointer at 0, length at 4)
+    tchars = mb.data(_tchar_bitmap())  # starts with 4 zero bytes (no control character is a tchar): FAIL
+    fail = tchars.offset
+    assert _tchar_bitmap()[:FAIL_RUN] == bytes(FAIL_RUN)
     texts = [oracle.PROBLEMS[p].encode() for p in PROBLEM_ORDER]
     if root:
         texts.append(f"{ROOT_ID_MISMATCH} ".encode() + root)
     halves = [_halves(t, texts, root) for t in texts]
-    mb.data(pack_strings([*(h for pair in halves for h in pair), oracle.NAME_KEY.encode(), oracle.VALUE_KEY.encode(),
-                          b"clear_route_cache", b"plugin_root_id", b"true", b"false", b"null"]))
-    # problem i (1-based): two spans (offset u16, length u16) at table + 8 * (i - 1)
-    table = mb.data(b"".join(seg.offset.to_bytes(2, "little") + seg.length.to_bytes(2, "little")
-                             for pair in halves for seg in map(mb.data, pair)))
-    # the log line is built in place: the prefix, then room for the longest text (zeroes: no data bytes)
-    line = mb.data(prefix)
-    mb.reserve(max(len(t) for t in texts))
-    stack = mb.reserve(oracle.MAX_DEPTH, align=1)  # one byte per open container: 1 object, 0 array
+    mb.data(pack_strings([h for pair in halves for h in pair]))
+    spans = [mb.data(h) for pair in halves for h in pair]
+    w = 1 if all(s.offset + s.length < 256 for s in spans) else 2  # one byte per offset and length if they fit
+    verdicts = mb.data(bytes(4 * v for v in _type_verdicts()) + bytes([4 * (PROBLEM_ORDER.index("not_object") + 1)]))
+    esc = mb.data(_esc_table())
+    table = mb.data(b"".join(s.offset.to_bytes(w, "little") + s.length.to_bytes(w, "little") for s in spans))
     name_key, value_key = mb.data(oracle.NAME_KEY), mb.data(oracle.VALUE_KEY)
-    for g in ("hn", "hnl", "hv", "hvl"):  # the configured header, kept at the bottom of the heap
+    literals = mb.data("nulltruefalse")
+    if root:
+        mb.data("plugin_root_id")
+        mb.data(root)
+    if clear_route_cache and abi != "0.1.0":
+        mb.data("clear_route_cache")
+    line = mb.data(oracle.LOG_PREFIX)
+    mb.reserve(max(len(t) for t in texts))
+    stack = mb.reserve(oracle.MAX_DEPTH, align=1)  # the opening byte of each open container
+    heap = mb.heap_start
+    for g in ("hn", "hnl", "hv", "hvl"):  # the configured header
         mb.global_(g)
-    json_wat = _JSON_WAT
-    for sym, value in (("ESC_M2", esc.offset - 2), ("ESC_END", esc.offset + esc.length)):
-        json_wat = json_wat.replace(sym, str(value))
-    mb.func(json_wat)
+    mb.global_("kept", heap)  # end of what configure keeps at the heap start
+    mb.func(_sub(_HELPERS, {"FAIL": fail, "ESC1": esc.offset + 1, "ESC": esc.offset}))
+    ld = "i32.load8_u" if w == 1 else "i32.load16_u"
+    t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
+    end = line.offset + line.length
     mb.func(f"""
-;; log problem $i ("propagate-header: <text>") at level error; 0, the value proxy_on_configure returns
+;; log problem $i/4 ("propagate-header: <text>") at level error; 0, the value proxy_on_configure returns
 (func $problem (param $i i32) (result i32) (local $n i32)
-  (memory.copy (i32.const {line.offset + line.length})
-               (i32.load16_u offset={table.offset - 8} (local.tee $i (i32.shl (local.get $i) (i32.const 3))))
-               (local.tee $n (i32.load16_u offset={table.offset - 6} (local.get $i))))
-  (memory.copy (i32.add (local.get $n) (i32.const {line.offset + line.length}))
-               (i32.load16_u offset={table.offset - 4} (local.get $i))
-               (local.tee $i (i32.load16_u offset={table.offset - 2} (local.get $i))))
+  {"(local.set $i (i32.shl (local.get $i) (i32.const 1)))" if w == 2 else ""}
+  (memory.copy (i32.const {end}) ({ld} offset={t0} (local.get $i)) (local.tee $n ({ld} offset={t0 + w} (local.get $i))))
+  (memory.copy (i32.add (local.get $n) (i32.const {end})) ({ld} offset={t0 + 2 * w} (local.get $i))
+               (local.tee $i ({ld} offset={t0 + 3 * w} (local.get $i))))
   {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.add (i32.add (local.get $n) (local.get $i)) {line.len})")}
   (i32.const 0))""")
-
-    status_ok = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
     root_check = ""
+    status_ok = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
     if root:
-        path = mb.data("plugin_root_id")
-        want = mb.data(root)
+        path, want = mb.data("plugin_root_id"), mb.data(root)
         # a host without the property, or an empty root id (the VM's default root context), is accepted
         root_check = f"""
   (if (i32.eqz (call {mb.use("proxy_get_property")} {path.ptr} {path.len} {status_ok}))
     (then
-      (if (i32.load (i32.const {slots.offset + 4}))
+      (if (local.tee $n (i32.load (i32.const {slots.offset + 4})))
         (then
-          (if (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (i32.load (i32.const {slots.offset + 4}))
-                                 {want.ptr} {want.len}))
-            (then (return (call $problem (i32.const {_ROOT_VERDICT})))))))))
-  {mb.reset_heap()}"""
+          (if (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $n) {want.ptr} {want.len}))
+            (then (return (call $problem (i32.const {4 * _ROOT_VERDICT})))))))))"""
     if abi == "0.1.0":
         read = f"(call {mb.use('proxy_get_configuration')} {status_ok})"
     else:
         read = (f"(call {mb.use('proxy_get_buffer_bytes')} (i32.const {BufferType.PLUGIN_CONFIGURATION}) "
                 f"(i32.const 0) (local.get $b) {status_ok})")
-    parse = _PARSE_WAT
-    for sym, value in (("LIT_TRUE", mb.data("true").offset), ("LIT_FALSE", mb.data("false").offset),
-                       ("LIT_NULL", mb.data("null").offset),
-                       ("NAME_KEY_LEN", name_key.length), ("NAME_KEY", name_key.offset),
-                       ("VALUE_KEY_LEN", value_key.length), ("VALUE_KEY", value_key.offset),
-                       ("TYPE_VERDICTS", verdicts.offset), ("TCHARS", tchars.offset),
-                       ("HEAP_START", mb.heap_start), ("STACK_M1", stack.offset - 1),
-                       ("STACK", stack.offset), ("MAX_DEPTH", oracle.MAX_DEPTH)):
-        parse = parse.replace(sym, str(value))
-    # proxy_on_configure(root_context_id $a, configuration_size $b); the configuration is [$p, $e)
-    # (empty when the host has none)
+    lit = literals.offset
+    probe = bytes(mb._data[lit + 16:lit + 17])  # what the literal probe for a letter with c % 5 == 4 meets
+    assert len(probe) == 1 and probe[0] % 5 != 4 and lit + 22 <= line.offset
+    parse = _sub(_PARSE, {
+        "LITERALS": lit, "NAME_KEY_LEN": name_key.length, "NAME_KEY": name_key.offset,
+        "VALUE_KEY_LEN": value_key.length, "VALUE_KEY": value_key.offset,
+        "TYPE_VERDICTS": verdicts.offset, "TCHARS": tchars.offset, "HEAP_START": heap,
+        "STACK_M1": stack.offset - 1, "STACK": stack.offset, "MAX_DEPTH": oracle.MAX_DEPTH,
+        **{name.upper(): 4 * (PROBLEM_ORDER.index(name) + 1)
+           for name in ("invalid_json", "empty_name", "bad_name", "bad_value")}})
+    # proxy_on_configure(root_context_id $a, configuration_size $b); the configuration is [$p0, $e),
+    # followed by a 0 byte (empty when the host has none)
     mb.callback("proxy_on_configure", f"""
-  {mb.reset_heap()}{root_check}
-  ;; a host without a configuration writes nothing: the length slot is zeroed first
-  (i32.store (i32.const {slots.offset + 4}) (i32.const 0))
+  (global.set $bump (global.get $kept)){root_check}
+  (i64.store (i32.const {slots.offset}) (i64.const 0))
   (drop {read})
-  (global.set $p (i32.load (i32.const {slots.offset})))
-  (global.set $e (i32.add (global.get $p) (i32.load (i32.const {slots.offset + 4}))))
-{parse}""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $k i32) "
-                    "(local $n i32) (local $top i32) (local $nt i32) (local $vt i32) (local $np i32) "
-                    "(local $nl i32) (local $vp i32) (local $vl i32)")
+  (global.set $p (local.tee $p0 (i32.load (i32.const {slots.offset}))))
+  (global.set $w (local.get $p0))
+  (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.load (i32.const {slots.offset + 4})))) (i32.const 0))
+{parse}""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
+                    "(local $vt i32) (local $np i32) (local $nl i32) (local $vp i32) (local $vl i32) "
+                    "(local $e i32) (local $p0 i32)")
 
     # proxy_on_request_headers(context_id, num_headers[, end_of_stream])
     clear = mb.clear_route_cache() if clear_route_cache else ""
