@@ -100,6 +100,7 @@ def _esc_table() -> bytes:
 _HELPERS = r"""
 (global $p (mut i32) (i32.const 0))
 (global $w (mut i32) (i32.const 0))
+(global $f (mut i32) (i32.const 0))
 (func $peek (result i32) (i32.load8_u (global.get $p)))
 (func $next (result i32) (call $peek) (global.set $p (i32.add (global.get $p) (i32.const 1))))
 (func $eat (param $c i32) (result i32)
@@ -126,6 +127,7 @@ _HELPERS = r"""
 (func $str (result i32) (local $d i32) (local $c i32) (local $u i32) (local $n i32) (local $m i32)
   (drop (call $ws))
   (local.set $d (global.get $w))
+  (global.set $f (i32.const 0))
   (block $fail
     (br_if $fail (i32.ne (call $next) (i32.const 34)))
     (loop $l
@@ -138,8 +140,7 @@ _HELPERS = r"""
             (if (i32.eq (local.tee $c (call $next)) (i32.const 117))
               (then
                 (br_if $cp (i32.ne (i32.and (local.tee $u (call $hex4)) (i32.const 0xFC00)) (i32.const 0xD800)))
-                (br_if $fail (i32.eqz (call $eat (i32.const 92))))
-                (br_if $fail (i32.eqz (call $eat (i32.const 117))))
+                (br_if $fail (i32.eqz (i32.and (call $eat (i32.const 92)) (call $eat (i32.const 117)))))
                 (br_if $fail (i32.ne (i32.and (local.tee $n (call $hex4)) (i32.const 0xFC00)) (i32.const 0xDC00)))
                 (local.set $u (i32.add (i32.shl (local.get $u) (i32.const 10))
                                        (i32.sub (local.get $n) (i32.const 0x35FDC00))))
@@ -165,6 +166,18 @@ _HELPERS = r"""
                                                                      (i32.gt_u (local.get $u) (i32.const 0x7FF)))
                                                             (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
                                      (local.get $m))))
+      ;; $f: bits 0-1 set by a character that is not an RFC 9110 token character, bit 2 by CR, LF or NUL
+      (global.set $f (i32.or (global.get $f)
+                             (i32.or (i32.or (local.get $n)
+                                             (i32.eqz (i32.and (i32.shr_u (i32.load offset=TCHARS
+                                                                            (i32.and (i32.shr_u (local.get $u)
+                                                                                                (i32.const 3))
+                                                                                     (i32.const 12)))
+                                                                          (local.get $u))
+                                                               (i32.const 1))))
+                                     (i32.shl (i32.and (i32.lt_u (local.get $u) (i32.const 14))
+                                                       (i32.shr_u (i32.const 0x2401) (local.get $u)))
+                                              (i32.const 2)))))
       (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
                                          (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
       (loop $wr
@@ -217,19 +230,21 @@ _PARSE = r"""
                 (if (local.get $key)
                   (then
                     (if (i32.eq (local.get $key) (i32.const 1))
-                      (then (local.set $np (global.get $w)) (local.set $nl (local.get $n)))
-                      (else (local.set $vp (global.get $w)) (local.set $vl (local.get $n))))
+                      (then (local.set $np (global.get $w)) (local.set $nl (local.get $n))
+                            (local.set $nf (global.get $f)))
+                      (else (local.set $vp (global.get $w)) (local.set $vl (local.get $n))
+                            (local.set $vf (global.get $f))))
                     (global.set $w (i32.add (global.get $w) (local.get $n)))))
                 (br $after)))
             (if (i32.eq (i32.or (local.get $c) (i32.const 32)) (i32.const 123))
               (then
                 (br_if $bad (i32.eq (local.get $depth) (i32.const MAX_DEPTH)))
-                (i32.store8 offset=STACK (local.get $depth) (local.get $c))
-                (local.set $depth (i32.add (local.get $depth) (i32.const 1)))
+                (i32.store8 offset=STACK_M1 (local.tee $depth (i32.add (local.get $depth) (i32.const 1)))
+                            (local.get $c))
                 (local.set $key (i32.const 0))
                 (drop (call $next))
                 (br_if $after (i32.eq (call $ws) (i32.add (local.get $c) (i32.const 2))))
-                (br_if $key (i32.eq (local.get $c) (i32.const 123)))
+                (br_if $key (i32.and (local.get $c) (i32.const 32)))
                 (br $value)))
             (if (call $eq (global.get $p)
                           (local.tee $n (i32.add (i32.shr_u (local.tee $c (i32.shl (i32.rem_u (local.get $c)
@@ -250,22 +265,22 @@ _PARSE = r"""
           (loop $close
             (local.set $c (call $ws))
             (br_if $done (i32.eqz (local.get $depth)))
-            (if (call $eat (i32.const 44))
+            (drop (call $next))
+            (if (i32.eq (local.get $c) (i32.const 44))
               (then
                 (br_if $key (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
                 (br $value)))
             (br_if $bad (i32.ne (local.get $c)
                                 (i32.add (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 2))))
-            (drop (call $next))
             (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
             (br $close)))
         (local.set $n (call $str))
-        (if (i32.eq (local.get $depth) (i32.const 1))
-          (then (local.set $key (i32.add (call $eq (global.get $w) (local.get $n) (i32.const NAME_KEY)
-                                                   (i32.const NAME_KEY_LEN))
-                                         (i32.shl (call $eq (global.get $w) (local.get $n) (i32.const VALUE_KEY)
-                                                            (i32.const VALUE_KEY_LEN))
-                                                  (i32.const 1))))))
+        (local.set $key (i32.mul (i32.add (call $eq (global.get $w) (local.get $n) (i32.const NAME_KEY)
+                                                    (i32.const NAME_KEY_LEN))
+                                          (i32.shl (call $eq (global.get $w) (local.get $n) (i32.const VALUE_KEY)
+                                                             (i32.const VALUE_KEY_LEN))
+                                                   (i32.const 1)))
+                                 (i32.eq (local.get $depth) (i32.const 1))))
         (br_if $bad (i32.ne (call $ws) (i32.const 58)))
         (drop (call $next))
         (br $value)))
@@ -274,22 +289,8 @@ _PARSE = r"""
                         (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt))))
       (then (return (call $problem (local.get $n)))))
     (if (i32.eqz (local.get $nl)) (then (return (call $problem (i32.const EMPTY_NAME)))))
-    (local.set $n (local.get $nl))
-    (loop $l
-      (local.set $c (i32.load8_u (i32.add (local.get $np) (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-      (if (i32.or (i32.ge_u (local.get $c) (i32.const 128))
-                  (i32.eqz (i32.and (i32.load8_u offset=TCHARS (i32.shr_u (local.get $c) (i32.const 3)))
-                                    (i32.shl (i32.const 1) (i32.and (local.get $c) (i32.const 7))))))
-        (then (return (call $problem (i32.const BAD_NAME)))))
-      (br_if $l (local.get $n)))
-    (local.set $n (local.get $vl))
-    (block $ok
-      (loop $l
-        (br_if $ok (i32.eqz (local.get $n)))
-        (local.set $c (i32.load8_u (i32.add (local.get $vp) (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-        (br_if $l (i32.eqz (i32.and (i32.lt_u (local.get $c) (i32.const 14))
-                                    (i32.shr_u (i32.const 0x2401) (local.get $c)))))
-        (return (call $problem (i32.const BAD_VALUE)))))
+    (if (i32.and (local.get $nf) (i32.const 3)) (then (return (call $problem (i32.const BAD_NAME)))))
+    (if (i32.and (local.get $vf) (i32.const 4)) (then (return (call $problem (i32.const BAD_VALUE)))))
     ;; keep [p0, w) (every name and value string, in document order) at the heap start
     (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (global.get $w) (local.get $p0)))
     (global.set $hn (i32.sub (local.get $np) (local.tee $p0 (i32.sub (local.get $p0) (i32.const HEAP_START)))))
@@ -299,6 +300,21 @@ _PARSE = r"""
     (global.set $hvl (local.get $vl))
     (return (i32.const 1)))
   (call $problem (i32.const INVALID_JSON))"""
+
+
+# The log texts are two spans each; these first halves were chosen by a search for the smallest packing
+# (tools: vary each split point, keep what shortens pack_strings of all parts). A text that does not start
+# with its entry (a changed text) is split by _halves.
+_FIRST_HALVES = (
+    "configuration is not ", "configuration is not a ", "missing key ", "missing key ", oracle.NAME_KEY,
+    oracle.VALUE_KEY, f"{oracle.NAME_KEY} is ", f"{oracle.NAME_KEY} is not a valid ", f"{oracle.VALUE_KEY} con",
+    "plugin")
+_LITERALS = b"nulltruefalse"  # at 4 * (c % 5) for c = n, t, f; length 4 + (offset >> 3)
+
+
+def _split(i: int, texts: list[bytes], root: bytes) -> tuple[bytes, bytes]:
+    text, half = texts[i], _FIRST_HALVES[i].encode()
+    return (half, text[len(half):]) if text.startswith(half) else _halves(text, texts, root)
 
 
 def _halves(text: bytes, texts: list[bytes], root: bytes) -> tuple[bytes, bytes]:
@@ -337,26 +353,35 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     root = _validate_root_id(root_id)
     mb = ModuleBuilder(abi, data_base=0)
     slots = mb.reserve(8)  # host call results (pointer at 0, length at 4)
-    tchars = mb.data(_tchar_bitmap())  # starts with 4 zero bytes (no control character is a tchar): FAIL
-    fail = tchars.offset
-    assert _tchar_bitmap()[:FAIL_RUN] == bytes(FAIL_RUN)
     texts = [oracle.PROBLEMS[p].encode() for p in PROBLEM_ORDER]
     if root:
         texts.append(f"{ROOT_ID_MISMATCH} ".encode() + root)
-    halves = [_halves(t, texts, root) for t in texts]
-    mb.data(pack_strings([h for pair in halves for h in pair]))
+    halves = [_split(i, texts, root) for i in range(len(texts))]
+    strings = [oracle.NAME_KEY.encode(), oracle.VALUE_KEY.encode(), _LITERALS]
+    if root:
+        strings += [b"plugin_root_id", root]
+    if clear_route_cache and abi != "0.1.0":
+        strings.append(b"clear_route_cache")
+    packed = pack_strings([h for pair in halves for h in pair] + strings)
+    bitmap = _tchar_bitmap()  # starts with 4 zero bytes (no control character is a tchar): FAIL points there
+    assert bitmap[:FAIL_RUN] == bytes(FAIL_RUN)
+    # the spans are addressed with one byte each if they fit below 256: then the bitmap goes after them,
+    # else first (its leading zero bytes cost nothing there)
+    first = max(packed.index(h) + len(h) for pair in halves for h in pair) + 8 < 256
+    tchars = mb.data(bitmap) if not first else None
+    mb.data(packed)
     spans = [mb.data(h) for pair in halves for h in pair]
-    w = 1 if all(s.offset + s.length < 256 for s in spans) else 2  # one byte per offset and length if they fit
+    w = 1 if all(s.offset + s.length < 256 for s in spans) else 2
+    tchars = tchars or mb.data(bitmap)
+    fail = tchars.offset
     verdicts = mb.data(bytes(4 * v for v in _type_verdicts()) + bytes([4 * (PROBLEM_ORDER.index("not_object") + 1)]))
     esc = mb.data(_esc_table())
     table = mb.data(b"".join(s.offset.to_bytes(w, "little") + s.length.to_bytes(w, "little") for s in spans))
     name_key, value_key = mb.data(oracle.NAME_KEY), mb.data(oracle.VALUE_KEY)
-    literals = mb.data("nulltruefalse")
-    if root:
-        mb.data("plugin_root_id")
-        mb.data(root)
-    if clear_route_cache and abi != "0.1.0":
-        mb.data("clear_route_cache")
+    literals = mb.data(_LITERALS)
+    probe = bytes(mb._data[literals.offset + 16:literals.offset + 17])
+    if not (probe and probe[0] % 5 != 4):  # see _PARSE: the probe for a letter with c % 5 == 4 must not match
+        literals = mb.data(_LITERALS + b"!!!!")
     line = mb.data(oracle.LOG_PREFIX)
     mb.reserve(max(len(t) for t in texts))
     stack = mb.reserve(oracle.MAX_DEPTH, align=1)  # the opening byte of each open container
@@ -364,7 +389,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     for g in ("hn", "hnl", "hv", "hvl"):  # the configured header
         mb.global_(g)
     mb.global_("kept", heap)  # end of what configure keeps at the heap start
-    mb.func(_sub(_HELPERS, {"FAIL": fail, "ESC1": esc.offset + 1, "ESC": esc.offset}))
+    mb.func(_sub(_HELPERS, {"FAIL": fail, "ESC1": esc.offset + 1, "ESC": esc.offset, "TCHARS": tchars.offset}))
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
     end = line.offset + line.length
@@ -395,8 +420,6 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         read = (f"(call {mb.use('proxy_get_buffer_bytes')} (i32.const {BufferType.PLUGIN_CONFIGURATION}) "
                 f"(i32.const 0) (local.get $b) {status_ok})")
     lit = literals.offset
-    probe = bytes(mb._data[lit + 16:lit + 17])  # what the literal probe for a letter with c % 5 == 4 meets
-    assert len(probe) == 1 and probe[0] % 5 != 4 and lit + 22 <= line.offset
     parse = _sub(_PARSE, {
         "LITERALS": lit, "NAME_KEY_LEN": name_key.length, "NAME_KEY": name_key.offset,
         "VALUE_KEY_LEN": value_key.length, "VALUE_KEY": value_key.offset,
@@ -415,7 +438,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
   (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.load (i32.const {slots.offset + 4})))) (i32.const 0))
 {parse}""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
                     "(local $vt i32) (local $np i32) (local $nl i32) (local $vp i32) (local $vl i32) "
-                    "(local $e i32) (local $p0 i32)")
+                    "(local $e i32) (local $p0 i32) (local $nf i32) (local $vf i32)")
 
     # proxy_on_request_headers(context_id, num_headers[, end_of_stream])
     clear = mb.clear_route_cache() if clear_route_cache else ""
