@@ -363,17 +363,13 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     if clear_route_cache and abi != "0.1.0":
         strings.append(b"clear_route_cache")
     packed = pack_strings([h for pair in halves for h in pair] + strings)
-    bitmap = _tchar_bitmap()  # starts with 4 zero bytes (no control character is a tchar): FAIL points there
-    assert bitmap[:FAIL_RUN] == bytes(FAIL_RUN)
-    # the spans are addressed with one byte each if they fit below 256: then the bitmap goes after them,
-    # else first (its leading zero bytes cost nothing there)
-    first = max(packed.index(h) + len(h) for pair in halves for h in pair) + 8 < 256
-    tchars = mb.data(bitmap) if not first else None
+    # a failed parse points $p at FAIL_RUN zero bytes that nothing writes (zero bytes before the first
+    # data byte cost nothing); then the texts, low enough for one byte per span offset if they fit
+    fail = mb.reserve(FAIL_RUN, align=1).offset
     mb.data(packed)
     spans = [mb.data(h) for pair in halves for h in pair]
     w = 1 if all(s.offset + s.length < 256 for s in spans) else 2
-    tchars = tchars or mb.data(bitmap)
-    fail = tchars.offset
+    tchars = mb.data(_tchar_bitmap())
     verdicts = mb.data(bytes(4 * v for v in _type_verdicts()) + bytes([4 * (PROBLEM_ORDER.index("not_object") + 1)]))
     esc = mb.data(_esc_table())
     table = mb.data(b"".join(s.offset.to_bytes(w, "little") + s.length.to_bytes(w, "little") for s in spans))
@@ -394,13 +390,16 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
     end = line.offset + line.length
     mb.func(f"""
-;; log problem $i/4 ("propagate-header: <text>") at level error; 0, the value proxy_on_configure returns
-(func $problem (param $i i32) (result i32) (local $n i32)
+;; log problem $i/4 ("propagate-header: <text>", two spans of the table) at level error; 0, the value
+;; proxy_on_configure returns
+(func $problem (param $i i32) (result i32) (local $d i32) (local $n i32)
+  (local.set $d (i32.const {line.offset + line.length}))
   {"(local.set $i (i32.shl (local.get $i) (i32.const 1)))" if w == 2 else ""}
-  (memory.copy (i32.const {end}) ({ld} offset={t0} (local.get $i)) (local.tee $n ({ld} offset={t0 + w} (local.get $i))))
-  (memory.copy (i32.add (local.get $n) (i32.const {end})) ({ld} offset={t0 + 2 * w} (local.get $i))
-               (local.tee $i ({ld} offset={t0 + 3 * w} (local.get $i))))
-  {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.add (i32.add (local.get $n) (local.get $i)) {line.len})")}
+  (loop $span
+    (memory.copy (local.get $d) ({ld} offset={t0} (local.get $i)) (local.tee $n ({ld} offset={t0 + w} (local.get $i))))
+    (local.set $d (i32.add (local.get $d) (local.get $n)))
+    (br_if $span (i32.and (local.tee $i (i32.add (local.get $i) (i32.const {2 * w}))) (i32.const {2 * w}))))
+  {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.sub (local.get $d) {line.ptr})")}
   (i32.const 0))""")
     root_check = ""
     status_ok = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
