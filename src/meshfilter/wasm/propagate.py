@@ -99,8 +99,6 @@ def _esc_table() -> bytes:
 
 _HELPERS = r"""
 (global $p (mut i32) (i32.const 0))
-(global $w (mut i32) (i32.const 0))
-(global $f (mut i32) (i32.const 0))
 (func $peek (result i32) (i32.load8_u (global.get $p)))
 (func $next (result i32) (call $peek) (global.set $p (i32.add (global.get $p) (i32.const 1))))
 (func $eat (param $c i32) (result i32)
@@ -124,75 +122,6 @@ _HELPERS = r"""
     (local.set $v (i32.or (i32.shl (local.get $v) (i32.const 4)) (local.get $c)))
     (br_if $l (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
   (local.get $v))
-(func $str (result i32) (local $d i32) (local $c i32) (local $u i32) (local $n i32) (local $m i32)
-  (drop (call $ws))
-  (local.set $d (global.get $w))
-  (global.set $f (i32.const 0))
-  (block $fail
-    (br_if $fail (i32.ne (call $next) (i32.const 34)))
-    (loop $l
-      (local.set $m (i32.const 0))
-      (local.set $u (local.tee $c (call $next)))
-      (if (i32.eq (local.get $c) (i32.const 34)) (then (return (i32.sub (local.get $d) (global.get $w)))))
-      (block $cp
-        (if (i32.eq (local.get $c) (i32.const 92))
-          (then
-            (if (i32.eq (local.tee $c (call $next)) (i32.const 117))
-              (then
-                (br_if $cp (i32.ne (i32.and (local.tee $u (call $hex4)) (i32.const 0xFC00)) (i32.const 0xD800)))
-                (br_if $fail (i32.eqz (i32.and (call $eat (i32.const 92)) (call $eat (i32.const 117)))))
-                (br_if $fail (i32.ne (i32.and (local.tee $n (call $hex4)) (i32.const 0xFC00)) (i32.const 0xDC00)))
-                (local.set $u (i32.add (i32.shl (local.get $u) (i32.const 10))
-                                       (i32.sub (local.get $n) (i32.const 0x35FDC00))))
-                (br $cp)))
-            (br_if $fail (i32.ne (i32.load8_u offset=ESC
-                                   (local.tee $n (i32.and (i32.shr_u (i32.mul (local.get $c) (i32.const 69))
-                                                                     (i32.const 7))
-                                                          (i32.const 14))))
-                                 (local.get $c)))
-            (local.set $u (i32.load8_u offset=ESC1 (local.get $n)))
-            (br $cp)))
-        (br_if $cp (i32.lt_u (i32.sub (local.get $c) (i32.const 32)) (i32.const 96)))
-        (br_if $fail (i32.gt_u (i32.sub (local.get $c) (i32.const 0xC2)) (i32.const 0x32)))
-        (local.set $m (local.tee $n (i32.sub (i32.clz (i32.xor (local.get $c) (i32.const 255))) (i32.const 25))))
-        (local.set $u (i32.and (local.get $c) (i32.shr_u (i32.const 63) (local.get $n))))
-        (loop $k
-          (br_if $fail (i32.gt_u (local.tee $c (i32.xor (call $next) (i32.const 0x80))) (i32.const 63)))
-          (local.set $u (i32.or (i32.shl (local.get $u) (i32.const 6)) (local.get $c)))
-          (br_if $k (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-      (br_if $fail (i32.or (i32.or (i32.gt_u (local.get $u) (i32.const 0x10FFFF))
-                                   (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
-                           (i32.lt_u (local.tee $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
-                                                                     (i32.gt_u (local.get $u) (i32.const 0x7FF)))
-                                                            (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
-                                     (local.get $m))))
-      ;; $f: bits 0-1 set by a character that is not an RFC 9110 token character, bit 2 by CR, LF or NUL
-      (global.set $f (i32.or (global.get $f)
-                             (i32.or (i32.or (local.get $n)
-                                             (i32.eqz (i32.and (i32.shr_u (i32.load offset=TCHARS
-                                                                            (i32.and (i32.shr_u (local.get $u)
-                                                                                                (i32.const 3))
-                                                                                     (i32.const 12)))
-                                                                          (local.get $u))
-                                                               (i32.const 1))))
-                                     (i32.shl (i32.and (i32.lt_u (local.get $u) (i32.const 14))
-                                                       (i32.shr_u (i32.const 0x2401) (local.get $u)))
-                                              (i32.const 2)))))
-      (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
-                                         (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
-      (loop $wr
-        (if (local.get $n)
-          (then
-            (i32.store8 (local.tee $d (i32.add (local.get $d) (i32.const 1)))
-              (i32.or (i32.const 0x80)
-                      (i32.and (i32.shr_u (local.get $u) (i32.mul (local.tee $n (i32.sub (local.get $n) (i32.const 1)))
-                                                                  (i32.const 6)))
-                               (i32.const 63))))
-            (br $wr))))
-      (local.set $d (i32.add (local.get $d) (i32.const 1)))
-      (br $l)))
-  (global.set $p (i32.const FAIL))
-  (i32.const 0))
 (func $digits
   (if (i32.gt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 9)) (then (global.set $p (i32.const FAIL))))
   (loop $l
@@ -213,39 +142,31 @@ _HELPERS = r"""
 """
 
 _PARSE = r"""
-  (local.set $nt (i32.mul (i32.ne (call $ws) (i32.const 123)) (i32.const 3)))
+  (local.set $nt (i32.mul (i32.ne (local.tee $c (call $ws)) (i32.const 123)) (i32.const 3)))
   (block $bad
     (block $done
+      ;; a value (or, when $st, an object member's name) starts with $c, at $p
       (loop $value
-        (block $key
-          (block $after
-            (local.set $c (call $ws))
+        (block $after
+          (block $string
             (if (i32.eq (local.get $key) (i32.const 1))
               (then (local.set $nt (i32.add (i32.ne (local.get $c) (i32.const 34)) (i32.const 1)))))
             (if (i32.eq (local.get $key) (i32.const 2))
               (then (local.set $vt (i32.add (i32.ne (local.get $c) (i32.const 34)) (i32.const 1)))))
-            (if (i32.eq (local.get $c) (i32.const 34))
-              (then
-                (local.set $n (call $str))
-                (if (local.get $key)
-                  (then
-                    (if (i32.eq (local.get $key) (i32.const 1))
-                      (then (local.set $np (global.get $w)) (local.set $nl (local.get $n))
-                            (local.set $nf (global.get $f)))
-                      (else (local.set $vp (global.get $w)) (local.set $vl (local.get $n))
-                            (local.set $vf (global.get $f))))
-                    (global.set $w (i32.add (global.get $w) (local.get $n)))))
-                (br $after)))
+            (br_if $string (i32.eq (local.get $c) (i32.const 34)))
+            (br_if $bad (local.get $st))
             (if (i32.eq (i32.or (local.get $c) (i32.const 32)) (i32.const 123))
               (then
+                ;; '{' or '[': push it; an empty one is closed by the loop below
                 (br_if $bad (i32.eq (local.get $depth) (i32.const MAX_DEPTH)))
                 (i32.store8 offset=STACK_M1 (local.tee $depth (i32.add (local.get $depth) (i32.const 1)))
                             (local.get $c))
                 (local.set $key (i32.const 0))
                 (drop (call $next))
-                (br_if $after (i32.eq (call $ws) (i32.add (local.get $c) (i32.const 2))))
-                (br_if $key (i32.and (local.get $c) (i32.const 32)))
+                (local.set $st (i32.and (local.get $c) (i32.const 32)))
+                (br_if $after (i32.eq (local.tee $c (call $ws)) (i32.add (local.get $st) (i32.const 93))))
                 (br $value)))
+            ;; true, false, null at 4 * (c % 5) in LITERALS, 4 or 5 bytes long; else a number
             (if (call $eq (global.get $p)
                           (local.tee $n (i32.add (i32.shr_u (local.tee $c (i32.shl (i32.rem_u (local.get $c)
                                                                                               (i32.const 5))
@@ -254,6 +175,7 @@ _PARSE = r"""
                                                  (i32.const 4)))
                           (i32.add (local.get $c) (i32.const LITERALS)) (local.get $n))
               (then (global.set $p (i32.add (global.get $p) (local.get $n))) (br $after)))
+            ;; -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
             (drop (call $eat (i32.const 45)))
             (if (i32.eqz (call $eat (i32.const 48))) (then (call $digits)))
             (if (call $eat (i32.const 46)) (then (call $digits)))
@@ -261,29 +183,124 @@ _PARSE = r"""
               (then
                 (drop (call $next))
                 (if (i32.eqz (call $eat (i32.const 43))) (then (drop (call $eat (i32.const 45)))))
-                (call $digits))))
-          (loop $close
-            (local.set $c (call $ws))
-            (br_if $done (i32.eqz (local.get $depth)))
-            (drop (call $next))
-            (if (i32.eq (local.get $c) (i32.const 44))
-              (then
-                (br_if $key (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
-                (br $value)))
-            (br_if $bad (i32.ne (local.get $c)
-                                (i32.add (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 2))))
-            (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
-            (br $close)))
-        (local.set $n (call $str))
-        (local.set $key (i32.mul (i32.add (call $eq (global.get $w) (local.get $n) (i32.const NAME_KEY)
-                                                    (i32.const NAME_KEY_LEN))
-                                          (i32.shl (call $eq (global.get $w) (local.get $n) (i32.const VALUE_KEY)
-                                                             (i32.const VALUE_KEY_LEN))
-                                                   (i32.const 1)))
-                                 (i32.eq (local.get $depth) (i32.const 1))))
-        (br_if $bad (i32.ne (call $ws) (i32.const 58)))
-        (drop (call $next))
-        (br $value)))
+                (call $digits)))
+            (br $after))
+          ;; a string, decoded at $w: every character (raw UTF-8, simple escape, \u escape or surrogate
+          ;; pair) becomes a code point $u, which must be a Unicode scalar value, written back as UTF-8
+          (local.set $d (local.get $w))
+          (local.set $f (i32.const 0))
+          (drop (call $next))
+          (block $end
+            (loop $l
+              (local.set $m (i32.const 0))
+              (local.set $u (local.tee $c (call $next)))
+              (br_if $end (i32.eq (local.get $c) (i32.const 34)))
+              (block $cp
+                (if (i32.eq (local.get $c) (i32.const 92))
+                  (then
+                    (if (i32.eq (local.tee $c (call $next)) (i32.const 117))
+                      (then
+                        (br_if $cp (i32.ne (i32.and (local.tee $u (call $hex4)) (i32.const 0xFC00))
+                                           (i32.const 0xD800)))
+                        ;; a high surrogate must be followed by an escaped low one
+                        (br_if $bad (i32.eqz (i32.and (call $eat (i32.const 92)) (call $eat (i32.const 117)))))
+                        (br_if $bad (i32.ne (i32.and (local.tee $n (call $hex4)) (i32.const 0xFC00))
+                                            (i32.const 0xDC00)))
+                        ;; 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        (local.set $u (i32.add (i32.shl (local.get $u) (i32.const 10))
+                                               (i32.sub (local.get $n) (i32.const 0x35FDC00))))
+                        (br $cp)))
+                    ;; a simple escape: its letter and byte at ESC + ((letter * 69 >> 7) & 14)
+                    (br_if $bad (i32.ne (i32.load8_u offset=ESC
+                                          (local.tee $n (i32.and (i32.shr_u (i32.mul (local.get $c) (i32.const 69))
+                                                                            (i32.const 7))
+                                                                 (i32.const 14))))
+                                        (local.get $c)))
+                    (local.set $u (i32.load8_u offset=ESC1 (local.get $n)))
+                    (br $cp)))
+                (br_if $cp (i32.lt_u (i32.sub (local.get $c) (i32.const 32)) (i32.const 96)))
+                ;; UTF-8: lead byte C2..F4 (this also refuses control characters), then $m continuation bytes
+                (br_if $bad (i32.gt_u (i32.sub (local.get $c) (i32.const 0xC2)) (i32.const 0x32)))
+                (local.set $m (local.tee $n (i32.sub (i32.clz (i32.xor (local.get $c) (i32.const 255)))
+                                                     (i32.const 25))))
+                (local.set $u (i32.and (local.get $c) (i32.shr_u (i32.const 63) (local.get $n))))
+                (loop $k
+                  (br_if $bad (i32.gt_u (local.tee $c (i32.xor (call $next) (i32.const 0x80))) (i32.const 63)))
+                  (local.set $u (i32.or (i32.shl (local.get $u) (i32.const 6)) (local.get $c)))
+                  (br_if $k (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
+              ;; at most U+10FFFF, not a surrogate, and no overlong form: its UTF-8 length ($n + 1) is not
+              ;; below the number of bytes it was read from
+              (br_if $bad (i32.or (i32.or (i32.gt_u (local.get $u) (i32.const 0x10FFFF))
+                                          (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
+                                  (i32.lt_u (local.tee $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
+                                                                            (i32.gt_u (local.get $u) (i32.const 0x7FF)))
+                                                                   (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
+                                            (local.get $m))))
+              ;; $f: bits 0-1 set by a character that is not an RFC 9110 token character, bit 2 by CR, LF or NUL
+              (local.set $f (i32.or (local.get $f)
+                                    (i32.or (i32.or (local.get $n)
+                                                    (i32.eqz (i32.and (i32.shr_u (i32.load offset=TCHARS
+                                                                                   (i32.and (i32.shr_u (local.get $u)
+                                                                                                       (i32.const 3))
+                                                                                            (i32.const 12)))
+                                                                                 (local.get $u))
+                                                                      (i32.const 1))))
+                                            (i32.shl (i32.and (i32.lt_u (local.get $u) (i32.const 14))
+                                                              (i32.shr_u (i32.const 0x2401) (local.get $u)))
+                                                     (i32.const 2)))))
+              ;; write $u as UTF-8 at $d: the lead byte's prefix (none, C0, E0, F0) is byte $n of 0xF0E0C000
+              (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
+                                                 (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
+              (loop $wr
+                (if (local.get $n)
+                  (then
+                    (i32.store8 (local.tee $d (i32.add (local.get $d) (i32.const 1)))
+                      (i32.or (i32.const 0x80)
+                              (i32.and (i32.shr_u (local.get $u)
+                                                  (i32.mul (local.tee $n (i32.sub (local.get $n) (i32.const 1)))
+                                                           (i32.const 6)))
+                                       (i32.const 63))))
+                    (br $wr))))
+              (local.set $d (i32.add (local.get $d) (i32.const 1)))
+              (br $l)))
+          (local.set $n (i32.sub (local.get $d) (local.get $w)))
+          (if (local.get $st)
+            (then
+              ;; a member name: at depth 1, which configuration key (1 name, 2 value, 0 another)
+              (local.set $key (i32.mul (i32.add (call $eq (local.get $w) (local.get $n) (i32.const NAME_KEY)
+                                                          (i32.const NAME_KEY_LEN))
+                                                (i32.shl (call $eq (local.get $w) (local.get $n) (i32.const VALUE_KEY)
+                                                                   (i32.const VALUE_KEY_LEN))
+                                                         (i32.const 1)))
+                                       (i32.eq (local.get $depth) (i32.const 1))))
+              (br_if $bad (i32.ne (call $ws) (i32.const 58)))
+              (drop (call $next))
+              (local.set $st (i32.const 0))
+              (local.set $c (call $ws))
+              (br $value)))
+          ;; the string value of a configuration key: keep it, in [$p0, $w)
+          (if (local.get $key)
+            (then
+              (if (i32.eq (local.get $key) (i32.const 1))
+                (then (local.set $np (local.get $w)) (local.set $nl (local.get $n)) (local.set $nf (local.get $f)))
+                (else (local.set $vp (local.get $w)) (local.set $vl (local.get $n)) (local.set $vf (local.get $f))))
+              (local.set $w (i32.add (local.get $w) (local.get $n))))))
+        ;; after a value: close containers, or go on after a comma
+        (loop $close
+          (local.set $c (call $ws))
+          (br_if $done (i32.eqz (local.get $depth)))
+          (drop (call $next))
+          (if (i32.eq (local.get $c) (i32.const 44))
+            (then
+              (local.set $st (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
+              (local.set $key (i32.const 0))
+              (local.set $c (call $ws))
+              (br $value)))
+          ;; ']' (93) closes '[' (91), '}' (125) closes '{' (123)
+          (br_if $bad (i32.ne (local.get $c)
+                              (i32.add (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 2))))
+          (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
+          (br $close))))
     (br_if $bad (i32.ne (global.get $p) (local.get $e)))
     (if (local.tee $n (i32.load8_u offset=TYPE_VERDICTS
                         (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt))))
@@ -292,10 +309,10 @@ _PARSE = r"""
     (if (i32.and (local.get $nf) (i32.const 3)) (then (return (call $problem (i32.const BAD_NAME)))))
     (if (i32.and (local.get $vf) (i32.const 4)) (then (return (call $problem (i32.const BAD_VALUE)))))
     ;; keep [p0, w) (every name and value string, in document order) at the heap start
-    (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (global.get $w) (local.get $p0)))
+    (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (local.get $w) (local.get $p0)))
     (global.set $hn (i32.sub (local.get $np) (local.tee $p0 (i32.sub (local.get $p0) (i32.const HEAP_START)))))
     (global.set $hv (i32.sub (local.get $vp) (local.get $p0)))
-    (global.set $kept (i32.sub (global.get $w) (local.get $p0)))
+    (global.set $kept (i32.sub (local.get $w) (local.get $p0)))
     (global.set $hnl (local.get $nl))
     (global.set $hvl (local.get $vl))
     (return (i32.const 1)))
@@ -385,7 +402,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     for g in ("hn", "hnl", "hv", "hvl"):  # the configured header
         mb.global_(g)
     mb.global_("kept", heap)  # end of what configure keeps at the heap start
-    mb.func(_sub(_HELPERS, {"FAIL": fail, "ESC1": esc.offset + 1, "ESC": esc.offset, "TCHARS": tchars.offset}))
+    mb.func(_sub(_HELPERS, {"FAIL": fail}))
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
     end = line.offset + line.length
@@ -423,6 +440,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         "LITERALS": lit, "NAME_KEY_LEN": name_key.length, "NAME_KEY": name_key.offset,
         "VALUE_KEY_LEN": value_key.length, "VALUE_KEY": value_key.offset,
         "TYPE_VERDICTS": verdicts.offset, "TCHARS": tchars.offset, "HEAP_START": heap,
+        "ESC1": esc.offset + 1, "ESC": esc.offset,
         "STACK_M1": stack.offset - 1, "STACK": stack.offset, "MAX_DEPTH": oracle.MAX_DEPTH,
         **{name.upper(): 4 * (PROBLEM_ORDER.index(name) + 1)
            for name in ("invalid_json", "empty_name", "bad_name", "bad_value")}})
@@ -432,12 +450,12 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
   (global.set $bump (global.get $kept)){root_check}
   (i64.store (i32.const {slots.offset}) (i64.const 0))
   (drop {read})
-  (global.set $p (local.tee $p0 (i32.load (i32.const {slots.offset}))))
-  (global.set $w (local.get $p0))
+  (global.set $p (local.tee $w (local.tee $p0 (i32.load (i32.const {slots.offset})))))
   (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.load (i32.const {slots.offset + 4})))) (i32.const 0))
 {parse}""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
                     "(local $vt i32) (local $np i32) (local $nl i32) (local $vp i32) (local $vl i32) "
-                    "(local $e i32) (local $p0 i32) (local $nf i32) (local $vf i32)")
+                    "(local $e i32) (local $p0 i32) (local $nf i32) (local $vf i32) (local $w i32) (local $f i32) "
+                    "(local $d i32) (local $u i32) (local $m i32) (local $st i32)")
 
     # proxy_on_request_headers(context_id, num_headers[, end_of_stream])
     clear = mb.clear_route_cache() if clear_route_cache else ""
