@@ -82,6 +82,7 @@ class ModuleBuilder:
 
     abi: str = DEFAULT_ABI
     data_base: int = 8
+    alloc_align: int = 8  # alignment of the allocator's blocks (1: none, for modules that only get bytes)
     imports: list[str] = field(default_factory=list)
     globals: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)
@@ -271,16 +272,15 @@ class ModuleBuilder:
         return (end + 7) & ~7
 
     def _allocator(self) -> str:
-        # 8-byte aligned; refused (0) when the block would wrap past 4 GiB or memory cannot grow. At
-        # least one byte of memory always follows the block (a generated parser may put a sentinel
-        # byte right after host-provided data).
+        # alloc_align-aligned (8 by default); refused (0) when the block would wrap past 4 GiB or memory
+        # cannot grow. At least one byte of memory always follows the block (a generated parser may put a
+        # sentinel byte right after host-provided data).
+        start = "(global.get $bump)" if self.alloc_align == 1 else (
+            f"(i32.and (i32.add (global.get $bump) (i32.const {self.alloc_align - 1})) (i32.const {-self.alloc_align}))")
         return f"""
 (func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i32)
   (block $no
-    (br_if $no (i32.lt_u (local.tee $end (i32.add (local.tee $p (i32.and (i32.add (global.get $bump) (i32.const 7))
-                                                                         (i32.const -8)))
-                                                  (local.get $n)))
-                         (local.get $p)))
+    (br_if $no (i32.lt_u (local.tee $end (i32.add (local.tee $p {start}) (local.get $n))) (local.get $p)))
     (if (i32.ge_u (local.get $end) (i32.shl (memory.size) (i32.const 16)))
       (then
         (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.add (i32.shr_u (local.get $end) (i32.const 16)) (i32.const 1))

@@ -368,7 +368,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     (bench/bench_wasm.py measures what it costs; Envoy 1.40 clears the cache itself on a header change).
     """
     root = _validate_root_id(root_id)
-    mb = ModuleBuilder(abi, data_base=0)
+    mb = ModuleBuilder(abi, data_base=0, alloc_align=1)
     slots = mb.reserve(8)  # host call results (pointer at 0, length at 4)
     texts = [oracle.PROBLEMS[p].encode() for p in PROBLEM_ORDER]
     if root:
