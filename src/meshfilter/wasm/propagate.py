@@ -302,12 +302,14 @@ _PARSE = r"""
           (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
           (br $close))))
     (br_if $bad (i32.ne (global.get $p) (local.get $e)))
-    (if (local.tee $n (i32.load8_u offset=TYPE_VERDICTS
-                        (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt))))
-      (then (return (call $problem (local.get $n)))))
-    (if (i32.eqz (local.get $nl)) (then (return (call $problem (i32.const EMPTY_NAME)))))
-    (if (i32.and (local.get $nf) (i32.const 3)) (then (return (call $problem (i32.const BAD_NAME)))))
-    (if (i32.and (local.get $vf) (i32.const 4)) (then (return (call $problem (i32.const BAD_VALUE)))))
+    (br_if $refuse (local.tee $n (i32.load8_u offset=TYPE_VERDICTS
+                                   (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt)))))
+    (local.set $n (i32.const EMPTY_NAME))
+    (br_if $refuse (i32.eqz (local.get $nl)))
+    (local.set $n (i32.const BAD_NAME))
+    (br_if $refuse (i32.and (local.get $nf) (i32.const 3)))
+    (local.set $n (i32.const BAD_VALUE))
+    (br_if $refuse (i32.and (local.get $vf) (i32.const 4)))
     ;; keep [p0, w) (every name and value string, in document order) at the heap start
     (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (local.get $w) (local.get $p0)))
     (global.set $hn (i32.sub (local.get $np) (local.tee $p0 (i32.sub (local.get $p0) (i32.const HEAP_START)))))
@@ -316,7 +318,7 @@ _PARSE = r"""
     (global.set $hnl (local.get $nl))
     (global.set $hvl (local.get $vl))
     (return (i32.const 1)))
-  (call $problem (i32.const INVALID_JSON))"""
+  (local.set $n (i32.const INVALID_JSON))"""
 
 
 # The log texts are two spans each; these first halves were chosen by a search for the smallest packing
@@ -406,18 +408,6 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
     end = line.offset + line.length
-    mb.func(f"""
-;; log problem $i/4 ("propagate-header: <text>", two spans of the table) at level error; 0, the value
-;; proxy_on_configure returns
-(func $problem (param $i i32) (result i32) (local $d i32) (local $n i32)
-  (local.set $d (i32.const {line.offset + line.length}))
-  {"(local.set $i (i32.shl (local.get $i) (i32.const 1)))" if w == 2 else ""}
-  (loop $span
-    (memory.copy (local.get $d) ({ld} offset={t0} (local.get $i)) (local.tee $n ({ld} offset={t0 + w} (local.get $i))))
-    (local.set $d (i32.add (local.get $d) (local.get $n)))
-    (br_if $span (i32.and (local.tee $i (i32.add (local.get $i) (i32.const {2 * w}))) (i32.const {2 * w}))))
-  {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.sub (local.get $d) {line.ptr})")}
-  (i32.const 0))""")
     root_check = ""
     status_ok = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
     if root:
@@ -426,10 +416,10 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         root_check = f"""
   (if (i32.eqz (call {mb.use("proxy_get_property")} {path.ptr} {path.len} {status_ok}))
     (then
-      (if (local.tee $n (i32.load (i32.const {slots.offset + 4})))
+      (if (local.tee $c (i32.load (i32.const {slots.offset + 4})))
         (then
-          (if (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $n) {want.ptr} {want.len}))
-            (then (return (call $problem (i32.const {4 * _ROOT_VERDICT})))))))))"""
+          (local.set $n (i32.const {4 * _ROOT_VERDICT}))
+          (br_if $refuse (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $c) {want.ptr} {want.len})))))))"""
     if abi == "0.1.0":
         read = f"(call {mb.use('proxy_get_configuration')} {status_ok})"
     else:
@@ -446,13 +436,25 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
            for name in ("invalid_json", "empty_name", "bad_name", "bad_value")}})
     # proxy_on_configure(root_context_id $a, configuration_size $b); the configuration is [$p0, $e),
     # followed by a 0 byte (empty when the host has none)
+    ld = "i32.load8_u" if w == 1 else "i32.load16_u"
+    t0 = table.offset - 4 * w  # problem i is $n = 4 * i (1-based)
     mb.callback("proxy_on_configure", f"""
+  (block $refuse
   (global.set $bump (global.get $kept)){root_check}
   (i64.store (i32.const {slots.offset}) (i64.const 0))
   (drop {read})
   (global.set $p (local.tee $w (local.tee $p0 (i32.load (i32.const {slots.offset})))))
   (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.load (i32.const {slots.offset + 4})))) (i32.const 0))
-{parse}""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
+{parse})
+  ;; refused: log problem $n / 4 ("propagate-header: <text>", the text two spans of the table) at level error
+  (local.set $d (i32.const {line.offset + line.length}))
+  {"(local.set $n (i32.shl (local.get $n) (i32.const 1)))" if w == 2 else ""}
+  (loop $span
+    (memory.copy (local.get $d) ({ld} offset={t0} (local.get $n)) (local.tee $c ({ld} offset={t0 + w} (local.get $n))))
+    (local.set $d (i32.add (local.get $d) (local.get $c)))
+    (br_if $span (i32.and (local.tee $n (i32.add (local.get $n) (i32.const {2 * w}))) (i32.const {2 * w}))))
+  {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.sub (local.get $d) {line.ptr})")}
+  (i32.const 0)""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
                     "(local $vt i32) (local $np i32) (local $nl i32) (local $vp i32) (local $vl i32) "
                     "(local $e i32) (local $p0 i32) (local $nf i32) (local $vf i32) (local $w i32) (local $f i32) "
                     "(local $d i32) (local $u i32) (local $m i32) (local $st i32)")
