@@ -142,11 +142,12 @@ _HELPERS = r"""
 """
 
 _PARSE = r"""
-  (local.set $nt (i32.mul (i32.ne (local.tee $c (call $ws)) (i32.const 123)) (i32.const 3)))
+  (local.set $nt (i32.mul (i32.ne (call $ws) (i32.const 123)) (i32.const 3)))
   (block $bad
     (block $done
       ;; a value (or, when $st, an object member's name) starts with $c, at $p
       (loop $value
+        (local.set $c (call $ws))
         (block $after
           (block $string
             (if (i32.eq (local.get $key) (i32.const 1))
@@ -164,7 +165,7 @@ _PARSE = r"""
                 (local.set $key (i32.const 0))
                 (drop (call $next))
                 (local.set $st (i32.and (local.get $c) (i32.const 32)))
-                (br_if $after (i32.eq (local.tee $c (call $ws)) (i32.add (local.get $st) (i32.const 93))))
+                (br_if $after (i32.eq (call $ws) (i32.add (local.get $st) (i32.const 93))))
                 (br $value)))
             ;; true, false, null at 4 * (c % 5) in LITERALS, 4 or 5 bytes long; else a number
             (if (call $eq (global.get $p)
@@ -276,7 +277,6 @@ _PARSE = r"""
               (br_if $bad (i32.ne (call $ws) (i32.const 58)))
               (drop (call $next))
               (local.set $st (i32.const 0))
-              (local.set $c (call $ws))
               (br $value)))
           ;; the string value of a configuration key: keep it, in [$p0, $w)
           (if (local.get $key)
@@ -294,7 +294,6 @@ _PARSE = r"""
             (then
               (local.set $st (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
               (local.set $key (i32.const 0))
-              (local.set $c (call $ws))
               (br $value)))
           ;; ']' (93) closes '[' (91), '}' (125) closes '{' (123)
           (br_if $bad (i32.ne (local.get $c)
@@ -414,12 +413,11 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         path, want = mb.data("plugin_root_id"), mb.data(root)
         # a host without the property, or an empty root id (the VM's default root context), is accepted
         root_check = f"""
-  (if (i32.eqz (call {mb.use("proxy_get_property")} {path.ptr} {path.len} {status_ok}))
+  (if (local.tee $c (i32.mul (i32.eqz (call {mb.use("proxy_get_property")} {path.ptr} {path.len} {status_ok}))
+                             (i32.load (i32.const {slots.offset + 4}))))
     (then
-      (if (local.tee $c (i32.load (i32.const {slots.offset + 4})))
-        (then
-          (local.set $n (i32.const {4 * _ROOT_VERDICT}))
-          (br_if $refuse (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $c) {want.ptr} {want.len})))))))"""
+      (local.set $n (i32.const {4 * _ROOT_VERDICT}))
+      (br_if $refuse (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $c) {want.ptr} {want.len})))))"""
     if abi == "0.1.0":
         read = f"(call {mb.use('proxy_get_configuration')} {status_ok})"
     else:
@@ -441,10 +439,12 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     mb.callback("proxy_on_configure", f"""
   (block $refuse
   (global.set $bump (global.get $kept)){root_check}
-  (i64.store (i32.const {slots.offset}) (i64.const 0))
-  (drop {read})
-  (global.set $p (local.tee $w (local.tee $p0 (i32.load (i32.const {slots.offset})))))
-  (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.load (i32.const {slots.offset + 4})))) (i32.const 0))
+  ;; the host copies the configuration into the block our allocator hands out next, at $bump (an empty
+  ;; one needs no block); its length is in the slot unless the call failed
+  (global.set $p (local.tee $w (local.tee $p0 (global.get $bump))))
+  (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.mul (i32.eqz {read})
+                                                             (i32.load (i32.const {slots.offset + 4})))))
+              (i32.const 0))
 {parse})
   ;; refused: log problem $n / 4 ("propagate-header: <text>", the text two spans of the table) at level error
   (local.set $d (i32.const {line.offset + line.length}))
