@@ -180,10 +180,10 @@ _PARSE = r"""
             (drop (call $eat (i32.const 45)))
             (if (i32.eqz (call $eat (i32.const 48))) (then (call $digits)))
             (if (call $eat (i32.const 46)) (then (call $digits)))
-            (if (i32.eq (i32.or (call $peek) (i32.const 32)) (i32.const 101))
+            ;; 'e' or 'E' (the case of what is next), then '+' (45 - 2) or '-' (45 - 0) if next
+            (if (call $eat (i32.or (i32.and (call $peek) (i32.const 32)) (i32.const 69)))
               (then
-                (drop (call $next))
-                (if (i32.eqz (call $eat (i32.const 43))) (then (drop (call $eat (i32.const 45)))))
+                (drop (call $eat (i32.sub (i32.const 45) (i32.and (call $peek) (i32.const 2)))))
                 (call $digits)))
             (br $after))
           ;; a string, decoded at $w: every character (raw UTF-8, simple escape, \u escape or surrogate
@@ -219,7 +219,7 @@ _PARSE = r"""
                                         (local.get $c)))
                     (local.set $u (i32.load8_u offset=ESC1 (local.get $n)))
                     (br $cp)))
-                (br_if $cp (i32.lt_u (i32.sub (local.get $c) (i32.const 32)) (i32.const 96)))
+                (br_if $cp (i32.gt_s (i32.extend8_s (local.get $c)) (i32.const 31)))  ;; ASCII but control characters
                 ;; UTF-8: lead byte C2..F4 (this also refuses control characters), then $m continuation bytes
                 (br_if $bad (i32.gt_u (i32.sub (local.get $c) (i32.const 0xC2)) (i32.const 0x32)))
                 (local.set $m (local.tee $n (i32.sub (i32.clz (i32.xor (local.get $c) (i32.const 255)))
