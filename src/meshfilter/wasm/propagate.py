@@ -313,7 +313,7 @@ _PARSE = r"""
     (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (local.get $w) (local.get $p0)))
     (global.set $hn (i32.sub (local.get $np) (local.tee $p0 (i32.sub (local.get $p0) (i32.const HEAP_START)))))
     (global.set $hv (i32.sub (local.get $vp) (local.get $p0)))
-    (global.set $kept (i32.sub (local.get $w) (local.get $p0)))
+    (global.set $bump (i32.sub (local.get $w) (local.get $p0)))
     (global.set $hnl (local.get $nl))
     (global.set $hvl (local.get $vl))
     (return (i32.const 1)))
@@ -402,7 +402,6 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     heap = mb.heap_start
     for g in ("hn", "hnl", "hv", "hvl"):  # the configured header
         mb.global_(g)
-    mb.global_("kept", heap)  # end of what configure keeps at the heap start
     mb.func(_sub(_HELPERS, {"FAIL": fail}))
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
@@ -437,8 +436,9 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is $n = 4 * i (1-based)
     mb.callback("proxy_on_configure", f"""
-  (block $refuse
-  (global.set $bump (global.get $kept)){root_check}
+  ;; between callbacks $bump is the end of what was kept; a refused configuration frees what it allocated
+  (local.set $b0 (global.get $bump))
+  (block $refuse{root_check}
   ;; the host copies the configuration into the block our allocator hands out next, at $bump (an empty
   ;; one needs no block); its length is in the slot unless the call failed
   (global.set $p (local.tee $w (local.tee $p0 (global.get $bump))))
@@ -446,6 +446,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
                                                              (i32.load (i32.const {slots.offset + 4})))))
               (i32.const 0))
 {parse})
+  (global.set $bump (local.get $b0))
   ;; refused: log problem $n / 4 ("propagate-header: <text>", the text two spans of the table) at level error
   (local.set $d (i32.const {line.offset + line.length}))
   {"(local.set $n (i32.shl (local.get $n) (i32.const 1)))" if w == 2 else ""}
@@ -457,7 +458,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
   (i32.const 0)""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
                     "(local $vt i32) (local $np i32) (local $nl i32) (local $vp i32) (local $vl i32) "
                     "(local $e i32) (local $p0 i32) (local $nf i32) (local $vf i32) (local $w i32) (local $f i32) "
-                    "(local $d i32) (local $u i32) (local $m i32) (local $st i32)")
+                    "(local $d i32) (local $u i32) (local $m i32) (local $st i32) (local $b0 i32)")
 
     # proxy_on_request_headers(context_id, num_headers[, end_of_stream])
     clear = mb.clear_route_cache() if clear_route_cache else ""
