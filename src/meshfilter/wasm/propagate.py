@@ -284,7 +284,7 @@ _PARSE = r"""
               (if (i32.eq (local.get $key) (i32.const 1))
                 (then (local.set $np (local.get $w)) (local.set $nl (local.get $n)) (local.set $nf (local.get $f)))
                 (else (local.set $vp (local.get $w)) (local.set $vl (local.get $n)) (local.set $vf (local.get $f))))
-              (local.set $w (i32.add (local.get $w) (local.get $n))))))
+              (local.set $w (local.get $d)))))
         ;; after a value: close containers, or go on after a comma
         (loop $close
           (local.set $c (call $ws))
