@@ -381,16 +381,23 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     if clear_route_cache and abi != "0.1.0":
         strings.append(b"clear_route_cache")
     packed = pack_strings([h for pair in halves for h in pair] + strings)
-    # a failed parse points $p at FAIL_RUN zero bytes that nothing writes (zero bytes before the first
-    # data byte cost nothing); then the texts, low enough for one byte per span offset if they fit
+    # A failed parse points $p at FAIL_RUN zero bytes that nothing writes (zero bytes before the first
+    # data byte cost nothing); they are also the token bitmap's bytes for characters 0-31. Then the texts:
+    # spans are one byte each (offset from the texts' start, length) if they fit.
+    bitmap = _tchar_bitmap()
+    assert bitmap[:FAIL_RUN] == bytes(FAIL_RUN)
     fail = mb.reserve(FAIL_RUN, align=1).offset
-    mb.data(packed)
+    tchars = mb.data(bitmap[FAIL_RUN:]).offset - FAIL_RUN
+    assert tchars == fail
+    base = mb.data(packed).offset
     spans = [mb.data(h) for pair in halves for h in pair]
-    w = 1 if all(s.offset + s.length < 256 for s in spans) else 2
-    tchars = mb.data(_tchar_bitmap())
+    w = 1 if all(s.offset - base + s.length < 256 for s in spans) else 2
+    if w == 2:
+        base = 0
     verdicts = mb.data(bytes(4 * v for v in _type_verdicts()) + bytes([4 * (PROBLEM_ORDER.index("not_object") + 1)]))
     esc = mb.data(_esc_table())
-    table = mb.data(b"".join(s.offset.to_bytes(w, "little") + s.length.to_bytes(w, "little") for s in spans))
+    table = mb.data(b"".join((s.offset - base).to_bytes(w, "little") + s.length.to_bytes(w, "little")
+                             for s in spans))
     name_key, value_key = mb.data(oracle.NAME_KEY), mb.data(oracle.VALUE_KEY)
     literals = mb.data(_LITERALS)
     probe = bytes(mb._data[literals.offset + 16:literals.offset + 17])
@@ -426,7 +433,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     parse = _sub(_PARSE, {
         "LITERALS": lit, "NAME_KEY_LEN": name_key.length, "NAME_KEY": name_key.offset,
         "VALUE_KEY_LEN": value_key.length, "VALUE_KEY": value_key.offset,
-        "TYPE_VERDICTS": verdicts.offset, "TCHARS": tchars.offset, "HEAP_START": heap,
+        "TYPE_VERDICTS": verdicts.offset, "TCHARS": tchars, "HEAP_START": heap,
         "ESC1": esc.offset + 1, "ESC": esc.offset,
         "STACK_M1": stack.offset - 1, "STACK": stack.offset, "MAX_DEPTH": oracle.MAX_DEPTH,
         **{name.upper(): 4 * (PROBLEM_ORDER.index(name) + 1)
@@ -451,7 +458,9 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
   (local.set $d (i32.const {line.offset + line.length}))
   {"(local.set $n (i32.shl (local.get $n) (i32.const 1)))" if w == 2 else ""}
   (loop $span
-    (memory.copy (local.get $d) ({ld} offset={t0} (local.get $n)) (local.tee $c ({ld} offset={t0 + w} (local.get $n))))
+    (memory.copy (local.get $d) {f"(i32.add ({ld} offset={t0} (local.get $n)) (i32.const {base}))" if base else
+                                 f"({ld} offset={t0} (local.get $n))"}
+                 (local.tee $c ({ld} offset={t0 + w} (local.get $n))))
     (local.set $d (i32.add (local.get $d) (local.get $c)))
     (br_if $span (i32.and (local.tee $n (i32.add (local.get $n) (i32.const {2 * w}))) (i32.const {2 * w}))))
   {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.sub (local.get $d) {line.ptr})")}
