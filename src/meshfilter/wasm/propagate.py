@@ -201,12 +201,11 @@ _PARSE = r"""
                   (then
                     (if (i32.eq (local.tee $c (call $next)) (i32.const 117))
                       (then
-                        (br_if $cp (i32.ne (i32.and (local.tee $u (call $hex4)) (i32.const 0xFC00))
-                                           (i32.const 0xD800)))
+                        ;; D800..DBFF >> 10 is 54, DC00..DFFF >> 10 is 55
+                        (br_if $cp (i32.ne (i32.shr_u (local.tee $u (call $hex4)) (i32.const 10)) (i32.const 54)))
                         ;; a high surrogate must be followed by an escaped low one
                         (br_if $bad (i32.eqz (i32.and (call $eat (i32.const 92)) (call $eat (i32.const 117)))))
-                        (br_if $bad (i32.ne (i32.and (local.tee $n (call $hex4)) (i32.const 0xFC00))
-                                            (i32.const 0xDC00)))
+                        (br_if $bad (i32.ne (i32.shr_u (local.tee $n (call $hex4)) (i32.const 10)) (i32.const 55)))
                         ;; 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
                         (local.set $u (i32.add (i32.shl (local.get $u) (i32.const 10))
                                                (i32.sub (local.get $n) (i32.const 0x35FDC00))))
@@ -232,7 +231,7 @@ _PARSE = r"""
               ;; at most U+10FFFF, not a surrogate, and no overlong form: its UTF-8 length ($n + 1) is not
               ;; below the number of bytes it was read from
               (br_if $bad (i32.or (i32.or (i32.gt_u (local.get $u) (i32.const 0x10FFFF))
-                                          (i32.lt_u (i32.sub (local.get $u) (i32.const 0xD800)) (i32.const 0x800)))
+                                          (i32.eq (i32.shr_u (local.get $u) (i32.const 11)) (i32.const 27)))
                                   (i32.lt_u (local.tee $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
                                                                             (i32.gt_u (local.get $u) (i32.const 0x7FF)))
                                                                    (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
