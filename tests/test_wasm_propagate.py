@@ -205,6 +205,9 @@ def test_memory_is_bounded_over_reconfigurations_and_big_configs(host: Host) -> 
 
 # -- configuration: every problem, and JSON edge cases --------------------------------------------
 
+_NAME = b'{"head_tag_name": "a"'
+_MEMBER = _NAME + b', "head_tag_value": "v"'
+
 CASES: list[bytes] = [
     GOOD,
     b"",
@@ -294,6 +297,52 @@ CASES: list[bytes] = [
     b'{"head_tag_name": "!#$%&\'*+-.^_`|~09azAZ", "head_tag_value": "v"}',
     b'{"head_tag_name": "a\\"", "head_tag_value": "v"}',
     b'{"head_tag_name": "a", "head_tag_value": "v", "": ""}',
+    # the exponent: 'e' or 'E', then '+' or '-' (the module picks which of each it expects by what is next)
+    *(_MEMBER + b', "n": ' + n + b"}"
+      for n in (b"1E/2", b"1e)5", b"1e*5", b"1e,5", b"1eE5", b"1e+-5", b"1E+5", b"1e-05", b"1e5", b"0e0", b"-0E-0")),
+    # literals (found by the first letter's residue mod 5): every residue, near misses
+    *(_MEMBER + b', "n": ' + w + b"}"
+      for w in (b"true", b"false", b"null", b"nul", b"truefalse", b"e", b"b", b"g", b"l", b"q", b"v", b"y", b"d",
+                b"i", b"s", b"x", b"c", b"h", b"m", b"r", b"w", b"fals", b"falsee", b"nulltrue", b"tnull")),
+    b"[true, false, null]",
+    b"true",
+    # every simple escape, and escapes that are not ones
+    _NAME + rb', "head_tag_value": "\"\\\/\b\f\n\r\t"}',
+    *(_NAME + rb', "head_tag_value": "\%s"}' % e for e in (b"a", b"e", b"v", b"0", b"'", b"B", b"N", b"u0041")),
+    _NAME + rb', "head_tag_value": "\uD83D\uDE00\uDBFF\uDFFF\uFFFF\u0800"}',
+    _NAME + rb', "head_tag_value": "\uD83D\uD83D"}',
+    _NAME + rb', "head_tag_value": "\uD83D\n"}',
+    _NAME + rb', "head_tag_value": "\uD83Dx"}',
+    _NAME + rb', "head_tag_value": "\uDBFF\uE000"}',
+    _NAME + rb', "head_tag_value": "\u:000"}',
+    _NAME + rb', "head_tag_value": "\u00G0"}',
+    # raw UTF-8 at every boundary
+    *(_NAME + b', "head_tag_value": "' + u + b'"}'
+      for u in (b"\xc2\x80", b"\xdf\xbf", b"\xe0\xa0\x80", b"\xe0\x9f\xbf", b"\xed\x9f\xbf", b"\xed\xbf\xbf",
+                b"\xee\x80\x80", b"\xef\xbf\xbf", b"\xf0\x90\x80\x80", b"\xf0\x8f\xbf\xbf", b"\xf4\x8f\xbf\xbf",
+                b"\xf5\x80\x80\x80", b"\xc1\xbf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf", b"\x80", b"\xbf", b"\xe2\x82",
+                b"\xe2\x82x", b"\xf8\x88\x80\x80\x80", b"\xff")),
+    # header name characters: token characters only, judged on the decoded name
+    *(b'{"head_tag_name": "' + n + b'", "head_tag_value": "v"}'
+      for n in (rb"\u0041", rb"\u007f", rb"\u0020", rb"a\u00e9", b"\xc3\xa9", b"(", b")", b"@", b"[", b"]", b"{",
+                b"}", b"/", b";", b"=", b"?", b",", rb"\\", rb"\"", b"^_`|~", b"\x7f")),
+    _NAME + rb', "head_tag_value": "\u000d\u000a"}',
+    _NAME + rb', "head_tag_value": "a\u0000b"}',
+    # only the top object's members count; the last one given wins
+    b'{"x": {"head_tag_name": "a"}, "head_tag_name": "b", "head_tag_value": "c"}',
+    _MEMBER + b', "head_tag_name": {"head_tag_name": "z"}}',
+    b'{"head_tag_name": ["head_tag_value", "x"], "head_tag_value": "v"}',
+    _MEMBER + b', "y": [{"head_tag_value": 1}]}',
+    b'[{"head_tag_name": "a", "head_tag_value": "b"}]',
+    _MEMBER + b', "head_tag_value": "w", "head_tag_name": "b"}',
+    # member names must be strings; empty containers anywhere
+    b"{1}", b'{"a": 1, 2}', b"{[]: 1}", b"{{}: 1}", b"{true: 1}", b"{ }", b"[ ]", b"[[]]", b"[{}]",
+    _MEMBER + b', "x": [], "y": {}, "z": [[], {}]}',
+    _MEMBER + b', "x": [1 2]}',
+    _MEMBER + b', "x": {"a" 1}}',
+    _MEMBER + b', "x": {"a":}}',
+    _MEMBER + b"}\x0c",
+    b"\x0c" + _MEMBER + b"}",
 ]
 
 
