@@ -272,23 +272,20 @@ class ModuleBuilder:
         return (end + 7) & ~7
 
     def _allocator(self) -> str:
-        # alloc_align-aligned (8 by default); refused (0) when the block would wrap past 4 GiB or memory
-        # cannot grow. At least one byte of memory always follows the block (a generated parser may put a
-        # sentinel byte right after host-provided data).
+        # alloc_align-aligned (8 by default). Memory grows when the block does not fit below its end,
+        # by enough pages for the whole block, so at least one byte of memory always follows a block (a
+        # generated parser may put a sentinel byte right after host-provided data) and nothing wraps;
+        # 0 (not a trap) when memory cannot grow.
         start = "(global.get $bump)" if self.alloc_align == 1 else (
             f"(i32.and (i32.add (global.get $bump) (i32.const {self.alloc_align - 1})) (i32.const {-self.alloc_align}))")
         return f"""
-(func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i32)
-  (block $no
-    (br_if $no (i32.lt_u (local.tee $end (i32.add (local.tee $p {start}) (local.get $n))) (local.get $p)))
-    (if (i32.ge_u (local.get $end) (i32.shl (memory.size) (i32.const 16)))
-      (then
-        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.add (i32.shr_u (local.get $end) (i32.const 16)) (i32.const 1))
-                                                  (memory.size)))
-                             (i32.const 0)))))
-    (global.set $bump (local.get $end))
-    (return (local.get $p)))
-  (i32.const 0))"""
+(func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32)
+  (if (i32.ge_u (local.get $n) (i32.sub (i32.shl (memory.size) (i32.const 16)) (local.tee $p {start})))
+    (then
+      (if (i32.lt_s (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))) (i32.const 0))
+        (then (return (i32.const 0))))))
+  (global.set $bump (i32.add (local.get $p) (local.get $n)))
+  (local.get $p))"""
 
     # -- output ----------------------------------------------------------------------------------
 
