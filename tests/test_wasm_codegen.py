@@ -109,6 +109,30 @@ def test_allocator_grows_memory_and_never_traps() -> None:
     assert alloc(store, 10) == first  # reset frees everything since the last keep
 
 
+@pytest.mark.parametrize("align", [8, 1])
+def test_allocator_leaves_a_byte_after_every_block(align: int) -> None:
+    """A generated parser may store a sentinel right after host data: no block ends at memory's end."""
+    mb = ModuleBuilder(alloc_align=align)
+    mb.export_func("bump", "(func (result i32) (global.get $bump))")
+    store, ex = _instance(mb.build())
+    alloc, mem, bump = ex["proxy_on_memory_allocate"], ex["memory"], ex["bump"]
+    for extra in (0, 1, 70_000):
+        start = (bump(store) + align - 1) & -align
+        n = mem.data_len(store) - start + extra  # up to the end of memory as it is, or past it
+        assert alloc(store, n) == start
+        assert mem.data_len(store) > start + n == bump(store)
+    first = alloc(store, 3)
+    assert alloc(store, 1) == (first + 3 if align == 1 else first + 8)
+
+
+def test_static_byte_is_only_constant_data() -> None:
+    mb = ModuleBuilder()
+    scratch = mb.reserve(4)
+    text = mb.data("ab")
+    assert mb.static_byte(text.offset + 1) == ord("b")
+    assert mb.static_byte(scratch.offset) is None and mb.static_byte(text.offset + 2) is None
+
+
 def test_snippets_declare_their_imports_and_call_the_host() -> None:
     calls: list[tuple] = []
     for abi in ("0.2.1", "0.1.0"):

@@ -138,6 +138,14 @@ class ModuleBuilder:
         self._seen.setdefault(b, seg)
         return seg
 
+    def static_byte(self, address: int) -> int | None:
+        """The constant byte placed at ``address``, or None where there is none (scratch space from
+        :meth:`reserve`, or past the static data): what a generator may rely on finding there."""
+        at = address - self.data_base
+        if not 0 <= at < len(self._data) or any(lo <= at < hi for lo, hi in self._scratch):
+            return None
+        return self._data[at]
+
     def reserve(self, size: int, *, align: int = 4) -> Segment:
         """Zeroed static scratch space (not shared with other data)."""
         while (self.data_base + len(self._data)) % align:
@@ -276,8 +284,9 @@ class ModuleBuilder:
         # by enough pages for the whole block, so at least one byte of memory always follows a block (a
         # generated parser may put a sentinel byte right after host-provided data) and nothing wraps;
         # 0 (not a trap) when memory cannot grow.
-        start = "(global.get $bump)" if self.alloc_align == 1 else (
-            f"(i32.and (i32.add (global.get $bump) (i32.const {self.alloc_align - 1})) (i32.const {-self.alloc_align}))")
+        align = self.alloc_align
+        start = "(global.get $bump)" if align == 1 else (
+            f"(i32.and (i32.add (global.get $bump) (i32.const {align - 1})) (i32.const {-align}))")
         return f"""
 (func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32)
   (if (i32.ge_u (local.get $n) (i32.sub (i32.shl (memory.size) (i32.const 16)) (local.tee $p {start})))

@@ -1,13 +1,12 @@
 """The propagate-header proxy-wasm module, generated as WAT and assembled with wasmtime.
 
 On ``proxy_on_configure`` the module parses the plugin configuration with a strict JSON parser
-written in WAT (UTF-8 validated, escapes decoded in place, nesting at most 64, every value type
-skipped, the last duplicate key wins), checks it exactly like
-:func:`meshfilter.filters.propagate.parse_config` and, on a problem, logs
-``propagate-header: <PROBLEMS text>`` at level error and returns false so the host refuses the
-plugin. Name and value are then moved to the bottom of the heap and kept there (so a refused
-re-configuration leaves the previous one in force). The name is passed to the host as configured:
-Envoy (and every proxy-wasm host) lower-cases header names itself.
+written in WAT (UTF-8 validated, escapes decoded, nesting at most 64, every value type skipped, the
+last duplicate key wins), checks it exactly like :func:`meshfilter.filters.propagate.parse_config`
+and, on a problem, logs ``propagate-header: <PROBLEMS text>`` at level error and returns false so
+the host refuses the plugin. Name and value are then moved to the bottom of the heap and kept there
+(so a refused re-configuration leaves the previous one in force). The name is passed to the host as
+configured: Envoy (and every proxy-wasm host) lower-cases header names itself.
 
 On ``proxy_on_request_headers`` it replaces the header (one value, whatever the request carried),
 clears the route cache and continues. Nothing is allocated per request.
@@ -16,11 +15,22 @@ Exports: the ABI marker, ``memory``, the allocator, ``proxy_on_configure`` and
 ``proxy_on_request_headers``: nothing else, because Envoy makes one VM call per exported
 callback per request.
 
-The module is kept under 2 KB (see docs/architecture/wasm-codegen.md, "Size"): the log texts are
-packed into one string (texts that contain each other, or overlap, share bytes) and each problem
-is logged from a 4-byte table entry; the parser is one loop in ``proxy_on_configure`` where every
-string byte (raw UTF-8 or escape) is decoded to a code point, checked once and written back by one
-encoder.
+The module is small (about 2.1 KB; docs/architecture/wasm-codegen.md, "Size"):
+
+* the whole configuration check is one function: a loop over values with the string decoder at its
+  only call site, refusals branch to one place that logs the problem (two spans of one packed string
+  of all texts, one byte per offset and length);
+* the host copies the configuration into the allocator's next block, and a 0 byte is stored after it
+  (the allocator always leaves one byte), so reading needs no bounds checks; a reader that finds no
+  valid continuation points the read position at ``FAIL_RUN`` zero bytes that nothing writes, after
+  which every parse step fails, so the helpers need no error results;
+* every string character (raw UTF-8, simple escape, ``\\u`` escape or surrogate pair) becomes one
+  code point that is checked once (scalar value, no overlong form) and written back by one encoder,
+  which also notes whether it is an RFC 9110 token character and whether it is CR, LF or NUL (the
+  name and value checks need no second pass);
+* name and value strings are decoded one after the other at the start of the configuration's block
+  (other strings where the next one would go), so keeping them is one ``memory.copy``;
+* simple escapes and ``true``/``false``/``null`` are found by small hashes, not searches.
 """
 
 from __future__ import annotations
@@ -37,10 +47,6 @@ PROBLEM_ORDER = ("invalid_json", "not_object", "missing_name", "missing_value", 
 ROOT_ID_MISMATCH = "plugin root id does not match the module's root id"
 _ROOT_VERDICT = len(PROBLEM_ORDER) + 1
 
-# simple escapes: pairs of (decoded byte, escape letter)
-_ESCAPES = b'""\\\\//\x08b\x0cf\nn\rr\tt'
-
-
 def _tchar_bitmap() -> bytes:
     bits = bytearray(16)
     for b in oracle.TCHARS:
@@ -49,15 +55,17 @@ def _tchar_bitmap() -> bytes:
 
 
 def _type_verdicts() -> bytes:
-    """Verdict by (name type * 3 + value type), types 0 absent, 1 string, 2 other: the order of
-    parse_config's checks (missing name, missing value, name not a string, value not a string)."""
+    """4 * verdict by (name type * 3 + value type), types 0 absent, 1 string, 2 other: the order of
+    parse_config's checks (missing name, missing value, name not a string, value not a string); name
+    type 3 (with value type 0: no member was read) is a top-level value that is not an object."""
     out = bytearray()
     for nt in range(3):
         for vt in range(3):
             problem = ("missing_name" if nt == 0 else "missing_value" if vt == 0 else
                        "name_not_string" if nt == 2 else "value_not_string" if vt == 2 else None)
             out.append(PROBLEM_ORDER.index(problem) + 1 if problem else 0)
-    return bytes(out)
+    out.append(PROBLEM_ORDER.index("not_object") + 1)
+    return bytes(4 * v for v in out)
 
 
 def pack_strings(strings: list[bytes]) -> bytes:
@@ -84,7 +92,9 @@ def pack_strings(strings: list[bytes]) -> bytes:
     return kept[0] if kept else b""
 
 
-FAIL_RUN = 4  # zero bytes at FAIL (a failed parse reads at most this many bytes there)
+# zero bytes at FAIL, where a failed read points $p: $hex4 reads up to 3 more digits there, then the
+# string decoder reads one more and fails on it
+FAIL_RUN = 4
 
 
 def _esc_table() -> bytes:
@@ -97,6 +107,8 @@ def _esc_table() -> bytes:
     return bytes(t)
 
 
+# Readers of the configuration at $p. A reader that finds no valid continuation sets $p to FAIL
+# instead of returning an error: every later parse step fails there.
 _HELPERS = r"""
 (global $p (mut i32) (i32.const 0))
 (func $peek (result i32) (i32.load8_u (global.get $p)))
@@ -110,6 +122,7 @@ _HELPERS = r"""
                 (i32.and (i32.lt_u (local.get $c) (i32.const 14)) (i32.shr_u (i32.const 0x2600) (local.get $c))))
       (then (drop (call $next)) (br $l))))
   (local.get $c))
+;; 4 hex digits: their value
 (func $hex4 (result i32) (local $i i32) (local $v i32) (local $c i32)
   (local.set $i (i32.const 4))
   (loop $l
@@ -122,11 +135,14 @@ _HELPERS = r"""
     (local.set $v (i32.or (i32.shl (local.get $v) (i32.const 4)) (local.get $c)))
     (br_if $l (local.tee $i (i32.sub (local.get $i) (i32.const 1)))))
   (local.get $v))
+;; at least one digit, and all that follow
 (func $digits
   (if (i32.gt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 9)) (then (global.set $p (i32.const FAIL))))
   (loop $l
     (if (i32.lt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 10))
       (then (drop (call $next)) (br $l)))))
+;; $n bytes at $a equal $m bytes at $b; compared from the start, so the 0 byte after the
+;; configuration ends a comparison there
 (func $eq (param $a i32) (param $n i32) (param $b i32) (param $m i32) (result i32) (local $i i32)
   (block $no
     (br_if $no (i32.ne (local.get $n) (local.get $m)))
@@ -141,6 +157,10 @@ _HELPERS = r"""
   (i32.const 0))
 """
 
+# proxy_on_configure after the configuration was read: [$p0, $e), a 0 byte at $e. Per configuration
+# key (n: head_tag_name, v: head_tag_value): $nt/$vt its type (0 absent, 1 string, 2 other; $nt 3: the
+# configuration is not an object), $np/$nl (and $vp/$vl) its decoded string, $nf/$vf the character
+# flags of that string. $key: the member being read is head_tag_name (1), head_tag_value (2) or another.
 _PARSE = r"""
   (local.set $nt (i32.mul (i32.ne (call $ws) (i32.const 123)) (i32.const 3)))
   (block $bad
@@ -167,7 +187,9 @@ _PARSE = r"""
                 (local.set $st (i32.and (local.get $c) (i32.const 32)))
                 (br_if $after (i32.eq (call $ws) (i32.add (local.get $st) (i32.const 93))))
                 (br $value)))
-            ;; true, false, null at 4 * (c % 5) in LITERALS, 4 or 5 bytes long; else a number
+            ;; true, false, null at 4 * (c % 5) in LITERALS ("nulltruefalse"), 4 or 5 bytes long; another first
+            ;; letter does not match (c % 5 == 3 meets the 'e' of false, c % 5 == 4 a byte chosen so); else a
+            ;; number
             (if (call $eq (global.get $p)
                           (local.tee $n (i32.add (i32.shr_u (local.tee $c (i32.shl (i32.rem_u (local.get $c)
                                                                                               (i32.const 5))
@@ -249,8 +271,9 @@ _PARSE = r"""
                                                               (i32.shr_u (i32.const 0x2401) (local.get $u)))
                                                      (i32.const 2)))))
               ;; write $u as UTF-8 at $d: the lead byte's prefix (none, C0, E0, F0) is byte $n of 0xF0E0C000
-              (i32.store8 (local.get $d) (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
-                                                 (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
+              (i32.store8 (local.get $d)
+                          (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
+                                  (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
               (loop $wr
                 (if (local.get $n)
                   (then
@@ -319,9 +342,9 @@ _PARSE = r"""
   (local.set $n (i32.const INVALID_JSON))"""
 
 
-# The log texts are two spans each; these first halves were chosen by a search for the smallest packing
-# (tools: vary each split point, keep what shortens pack_strings of all parts). A text that does not start
-# with its entry (a changed text) is split by _halves.
+# The log texts are two spans each; these first halves were found by a search for the smallest packing
+# (change one split point at random, keep it if pack_strings of all parts got no longer: 242 bytes
+# against 268 for _halves). A text that does not start with its entry (a changed text) uses _halves.
 _FIRST_HALVES = (
     "configuration is not ", "configuration is not a ", "missing key ", "missing key ", oracle.NAME_KEY,
     oracle.VALUE_KEY, f"{oracle.NAME_KEY} is ", f"{oracle.NAME_KEY} is not a valid ", f"{oracle.VALUE_KEY} con",
@@ -393,14 +416,14 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     w = 1 if all(s.offset - base + s.length < 256 for s in spans) else 2
     if w == 2:
         base = 0
-    verdicts = mb.data(bytes(4 * v for v in _type_verdicts()) + bytes([4 * (PROBLEM_ORDER.index("not_object") + 1)]))
+    verdicts = mb.data(_type_verdicts())
     esc = mb.data(_esc_table())
     table = mb.data(b"".join((s.offset - base).to_bytes(w, "little") + s.length.to_bytes(w, "little")
                              for s in spans))
     name_key, value_key = mb.data(oracle.NAME_KEY), mb.data(oracle.VALUE_KEY)
     literals = mb.data(_LITERALS)
-    probe = bytes(mb._data[literals.offset + 16:literals.offset + 17])
-    if not (probe and probe[0] % 5 != 4):  # see _PARSE: the probe for a letter with c % 5 == 4 must not match
+    probe = mb.static_byte(literals.offset + 16)  # see _PARSE: where a letter with c % 5 == 4 is compared
+    if probe is None or probe % 5 == 4:
         literals = mb.data(_LITERALS + b"!!!!")
     line = mb.data(oracle.LOG_PREFIX)
     mb.reserve(max(len(t) for t in texts))
@@ -409,9 +432,6 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     for g in ("hn", "hnl", "hv", "hvl"):  # the configured header
         mb.global_(g)
     mb.func(_sub(_HELPERS, {"FAIL": fail}))
-    ld = "i32.load8_u" if w == 1 else "i32.load16_u"
-    t0 = table.offset - 4 * w  # problem i is passed as 4 * i (1-based)
-    end = line.offset + line.length
     root_check = ""
     status_ok = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
     if root:
@@ -422,7 +442,8 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
                              (i32.load (i32.const {slots.offset + 4}))))
     (then
       (local.set $n (i32.const {4 * _ROOT_VERDICT}))
-      (br_if $refuse (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $c) {want.ptr} {want.len})))))"""
+      (br_if $refuse (i32.eqz (call $eq (i32.load (i32.const {slots.offset})) (local.get $c)
+                                        {want.ptr} {want.len})))))"""
     if abi == "0.1.0":
         read = f"(call {mb.use('proxy_get_configuration')} {status_ok})"
     else:
@@ -434,7 +455,7 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         "VALUE_KEY_LEN": value_key.length, "VALUE_KEY": value_key.offset,
         "TYPE_VERDICTS": verdicts.offset, "TCHARS": tchars, "HEAP_START": heap,
         "ESC1": esc.offset + 1, "ESC": esc.offset,
-        "STACK_M1": stack.offset - 1, "STACK": stack.offset, "MAX_DEPTH": oracle.MAX_DEPTH,
+        "STACK_M1": stack.offset - 1, "MAX_DEPTH": oracle.MAX_DEPTH,
         **{name.upper(): 4 * (PROBLEM_ORDER.index(name) + 1)
            for name in ("invalid_json", "empty_name", "bad_name", "bad_value")}})
     # proxy_on_configure(root_context_id $a, configuration_size $b); the configuration is [$p0, $e),
