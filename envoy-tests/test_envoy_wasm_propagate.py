@@ -16,6 +16,7 @@ from meshfilter.envoy import bootstrap as bs
 from meshfilter.errors import EnvoyError, EnvoyValidationError
 from meshfilter.filters.propagate import LOG_PREFIX, PROBLEMS, ROOT_ID
 from meshfilter.wasm import build_propagate_header
+from meshfilter.wasm.propagate import render_propagate_header
 
 CONFIG = '{"head_tag_name": "route-v", "head_tag_value": "hello2v2"}'
 MODULES = {abi: build_propagate_header(abi=abi) for abi in ("0.2.1", "0.1.0")}
@@ -155,6 +156,20 @@ def test_wrong_root_id_is_refused() -> None:
         validate_bootstrap(bs.filter_bootstrap([propagate(root_id="some_other_root")]))
     assert "plugin root id does not match the module's root id propaganda_filter_root" in err.value.log_tail
     validate_bootstrap(bs.filter_bootstrap([propagate(root_id="")]))  # no root id: the default root context
+
+
+@pytest.mark.parametrize("abi", ["0.2.1", "0.1.0"])
+def test_bulk_memory_and_sign_extension_ops_run_in_envoy(start: Start, echo: EchoServer, abi: str) -> None:
+    """The module uses memory.copy (keeping the header, building log lines) and i32.extend8_s (every
+    string character): Envoy 1.40's V8 loads it and runs both, decoding escaped name and value."""
+    wat = render_propagate_header(abi=abi)
+    assert "memory.copy" in wat and "i32.extend8_s" in wat
+    config = '{"head_tag_name": "route\\u002dv", "head_tag_value": "hello\\u0032v\\u0032", "x": ["\\ud83d\\ude00"]}'
+    wasm = bs.wasm_filter(code=bs.wasm_code(inline=MODULES[abi]), configuration=config, root_id=ROOT_ID)
+    env = start(_listener_bootstrap([bs.cors_filter(), wasm], echo))
+    got = get(env, [("route-v", "v1"), ("origin", "http://example.com")])
+    assert values(got, "route-v") == ["hello2v2"]
+    assert values(got, "x-route") == ["v2"]
 
 
 def test_header_arrives_through_an_envoy_upstream_hop(start: Start, echo: EchoServer) -> None:
