@@ -12,6 +12,12 @@ available in any test suite:
 ``wasm_emulator``
     A factory for the proxy-wasm host emulator (see ``meshfilter.wasm.emulator``):
     ``wasm_emulator(module_or_path, root_id=..., plugin_config=...)``.
+``filter_backends``
+    For filters written in Python (``meshfilter.sdk``): ``filter_backends(FilterClass, config, headers,
+    status=200)`` runs one request on every backend (the reference, the Wasm emulator, Lua in LuaJIT,
+    a real Envoy running the Wasm module and one running the Lua script) and returns the results side by
+    side (:class:`meshfilter.testing.sdk.SideBySide`: ``.agree()``, ``.differences()``, ``[backend]``).
+    Each class and configuration is compiled once per test; the Envoys stop at teardown.
 ``landing_server``
     The seed's gRPC LandingService (``meshfilter.examples.landing``) on a free loopback port;
     the fixture's value is ``"127.0.0.1:PORT"``. Stopped at teardown.
@@ -66,6 +72,14 @@ def wasm_emulator() -> Any:
     fixtures = importlib.import_module("meshfilter.wasm.pytest_fixtures")
     factory: Callable[..., Any] = fixtures.emulator_factory
     return factory
+
+
+@pytest.fixture
+def filter_backends(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    from meshfilter.testing.sdk import side_by_side
+
+    with side_by_side(get_backend(request.config.getoption("--meshfilter-backend"))) as run:
+        yield run
 
 
 @pytest.fixture
