@@ -299,7 +299,7 @@ class FilterUnderTest:
         from meshfilter.envoy import bootstrap as bs
 
         assert self._upstream is not None
-        routes = [
+        routes: list[dict[str, Any]] = [
             {"match": {"prefix": "/", "headers": [bs.header_exact(*PROBE)]}, "route": {"cluster": "upstream"},
              "request_headers_to_add": [{"header": {"key": ROUTE_HEADER, "value": "reselected"}}]},
             {"match": {"prefix": "/"}, "route": {"cluster": "upstream"},
