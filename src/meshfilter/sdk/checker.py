@@ -467,7 +467,10 @@ class _Class:
                       "write def helper(self, name: str) -> bool:")
         if not a.args or a.args[0].arg != "self":
             self.fail(fn, f"{fn.name} must take self first", f"write def {fn.name}(self, ...)")
-        if fn.name.startswith("__") or (fn.name.startswith("on_") and fn.name not in ir.CALLBACKS):
+        if fn.name.startswith("__"):
+            self.fail(fn, f"{fn.name} is not supported in filters",
+                      "the configuration comes from Config, and filters keep no state")
+        if fn.name.startswith("on_") and fn.name not in ir.CALLBACKS:
             self.fail(fn, f"{fn.name} is not a callback filters can define",
                       "callbacks are on_request_headers and on_response_headers; other methods are helpers "
                       "(give them a name not starting with on_ or __)")
@@ -800,6 +803,7 @@ class _Body:
     def call_stmt(self, node: ast.expr, env: _Env) -> Stmt:
         pos = _pos(node)
         if not isinstance(node, ast.Call):
+            self.expr(node, env)  # refuses what is not supported at all
             self.fail(node, "this expression does nothing", "remove it, or assign its value")
         if node.keywords and not self.is_respond(node, env):
             self.fail(node.keywords[0], "keyword arguments are not supported here",
@@ -828,8 +832,7 @@ class _Body:
                 return ir.ClearRouteCache(pos)
             if (isinstance(f.value, ast.Attribute) and f.value.attr == "log" and isinstance(f.value.value, ast.Name)
                     and f.value.value.id == "self"):
-                level = {"info": "info", "warn": "warn", "warning": "warn", "error": "error",
-                         "debug": "debug"}.get(f.attr)
+                level = f.attr if f.attr in ir.LOG_LEVELS else None
                 if level is None:
                     self.fail(f, f"self.log has no {f.attr}()", "use self.log.debug/info/warn/error(text)")
                 if len(node.args) != 1:

@@ -44,7 +44,7 @@ from meshfilter.sdk.api import HttpFilter, from_wire, to_wire, wire_bytes
 from meshfilter.sdk.checker import check_class
 from meshfilter.sdk.reference import local_reply_headers, run_request
 
-__all__ = ["BACKENDS", "FilterUnderTest", "Outcome", "SideBySide", "StatusEcho", "side_by_side"]
+__all__ = ["BACKENDS", "FilterUnderTest", "Outcome", "SideBySide", "StatusEcho", "load_class", "side_by_side"]
 
 BACKENDS = ("reference", "emulator", "lua", "envoy-wasm", "envoy-lua")
 IN_PROCESS = ("reference", "emulator", "lua")
@@ -134,7 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _answer
 
@@ -363,6 +364,21 @@ class FilterUnderTest:
 
 
 _LEVEL = {"warning": "warn", "err": "error"}
+
+
+def load_class(path: str | Path, class_name: str) -> type[HttpFilter]:
+    """Import the filter class ``class_name`` from the file ``path`` (as module ``<stem>``)."""
+    import importlib.util
+    import sys
+
+    p = Path(path)
+    spec = importlib.util.spec_from_file_location(p.stem, p)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[p.stem] = module
+    spec.loader.exec_module(module)
+    cls: type[HttpFilter] = getattr(module, class_name)
+    return cls
 
 
 @contextmanager

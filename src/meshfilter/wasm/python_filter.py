@@ -110,7 +110,7 @@ _RUNTIME: dict[str, str] = {
 ;; ASCII lower-case ($up = 0) or upper-case ($up = 1); the string itself when nothing changes
 (func $s_case (param $s i64) (param $up i32) (result i64) (local $p i32) (local $e i32) (local $c i32)
   (local $d i32) (local $from i32)
-  (local.set $from (i32.sub (i32.const 65) (i32.shl (local.get $up) (i32.const 5))))
+  (local.set $from (i32.add (i32.const 65) (i32.shl (local.get $up) (i32.const 5))))
   (local.set $p (i32.wrap_i64 (local.get $s)))
   (local.set $e (i32.add (local.get $p) (i32.wrap_i64 (i64.shr_u (local.get $s) (i64.const 32)))))
   (block $change
