@@ -58,7 +58,8 @@ def requests(draw: st.DrawFn) -> GeneratedRequest:
         lines.append((draw(mixed_case(name)), draw(header_value())))
     if draw(st.booleans()):  # user-agent once at most (Envoy folds repeated lines of it)
         lines.insert(draw(st.integers(0, len(lines))), (draw(mixed_case("user-agent")), draw(header_value())))
-    if lines and draw(st.booleans()):  # a repeated name, on purpose
+    repeat: bool = draw(st.booleans())
+    if lines and repeat:  # a repeated name, on purpose
         lines.append((lines[0][0].swapcase() if lines[0][0].lower() != "user-agent" else "x-other",
                       draw(header_value())))
     return GeneratedRequest(headers=lines, method=draw(st.sampled_from(("GET", "POST", "PUT", "DELETE"))),
