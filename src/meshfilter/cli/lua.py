@@ -14,9 +14,10 @@ from typing import Any
 
 from meshfilter.cli._common import add_output_flag, write_output
 from meshfilter.cli._rules import add_rule_flags, ruleset_from_args
+from meshfilter.cli.deploy_checks import check_labels
 from meshfilter.filters.tagging import LITERAL_MATCHERS
 from meshfilter.k8s import lua_envoyfilter as lef
-from meshfilter.k8s.validate import PATCH_CONTEXTS, check_labels
+from meshfilter.k8s.checks import PATCH_CONTEXTS
 from meshfilter.lua.codegen import compile_rules
 
 
@@ -53,7 +54,7 @@ def add_envoyfilter_flags(group: Any, *, default_name: str | None) -> None:
 
 
 def envoyfilter_from_args(script: str, args: argparse.Namespace, *, default_name: str = lef.DEFAULT_NAME) -> Any:
-    selector = check_labels(args.selector, flag="--selector") if args.selector else None
+    selector = check_labels(args.selector, field="selector") if args.selector else None
     return lef.lua_envoy_filter(script, name=args.name or default_name, namespace=args.namespace, selector=selector,
                                 context=args.context, istio_version=args.istio_version, priority=args.priority)
 
