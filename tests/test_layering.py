@@ -43,8 +43,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),                   # the exception tree
     ("util",),                     # atomic writes, ports, processes, the LuaJIT adapter
     ("filters", "envoy"),          # reference semantics (pure); Envoy: bootstrap builders and runners
-    ("wasm", "lua", "oras"),       # backends: Wasm codegen + emulator, Lua codegen; OCI artifacts
-    ("k8s", "sdk"),                # Kubernetes resources; the Python filter SDK
+    ("sdk",),                      # the Python filter SDK: API, checker (source -> IR), reference runner
+    ("wasm", "lua", "oras"),       # backends (Wasm codegen + emulator, Lua codegen; both compile the SDK's IR); OCI
+    ("k8s",),                      # Kubernetes resources
     ("transcoder",),               # gRPC-JSON transcoding (renders EnvoyFilters with k8s)
     ("examples",),                 # the landing gRPC service
     ("demo",),                     # local meshes: orchestrates every area

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 
 from meshfilter.cli._common import add_output_flag, write_output
+from meshfilter.cli._lua_envoyfilter import add_envoyfilter_flags, envoyfilter_from_args
 
 
 def register_build(lsub: argparse._SubParsersAction) -> None:
-    from meshfilter.cli.lua import add_envoyfilter_flags
-
     p = lsub.add_parser(
         "build", help="compile a filter class written in Python (meshfilter.sdk) to an Envoy Lua script",
         description="Check a filter written in Python (a meshfilter.sdk.HttpFilter subclass) and compile it, with "
@@ -25,7 +24,6 @@ def register_build(lsub: argparse._SubParsersAction) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from meshfilter.cli.lua import envoyfilter_from_args
     from meshfilter.lua.python_filter import compile_program
     from meshfilter.sdk.checker import check_file, parse_target
 

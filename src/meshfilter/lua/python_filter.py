@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from meshfilter.sdk import ir
-from meshfilter.sdk.api import wire_bytes
 from meshfilter.sdk.ir import BOOL, INT, NONE, OPT_STR, STR, Expr, Function, Program, Stmt
+from meshfilter.sdk.wire import wire_bytes
 
 __all__ = ["build_python_filter", "compile_program", "render_python_filter"]
 

@@ -11,17 +11,17 @@ into ordinary text with :func:`from_wire`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
 from meshfilter.errors import UsageError
-from meshfilter.sdk.config import TCHARS
 from meshfilter.sdk.ir import BAD_STATUS, SKIP_NAME, SKIP_VALUE
+from meshfilter.sdk.wire import TCHARS, from_wire, snake_case, wire_bytes
+from meshfilter.sdk.wire import to_wire as _to_wire
 
 __all__ = ["HeaderName", "HeaderValue", "Headers", "HttpFilter", "LocalReply", "Log", "Request", "Response",
-           "from_wire", "to_wire"]
+           "from_wire", "to_wire", "wire_bytes"]
 
 HeaderItems = Iterable[tuple[str | bytes, str | bytes]] | Mapping[str, str]
 
@@ -33,23 +33,12 @@ HeaderValue = Annotated[str, "a Config field: a string without CR, LF or NUL"]
 
 
 def to_wire(text: str | bytes) -> str:
-    """Text (or bytes) as a filter sees it: UTF-8 bytes, one character per byte, non-ASCII bytes
-    as lone surrogates U+DC80-U+DCFF. Lone surrogates already in ``text`` stand for those bytes."""
+    """:func:`meshfilter.sdk.wire.to_wire`, with a one-line error for a lone surrogate."""
     try:
-        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+        return _to_wire(text)
     except UnicodeEncodeError:
         raise UsageError(f"{text!r} has a lone surrogate that is not an escaped byte", where="headers",
                          hint="pass bytes for values that are not UTF-8") from None
-    return raw.decode("ascii", "surrogateescape")
-
-
-def from_wire(text: str) -> str:
-    """The inverse of :func:`to_wire`: UTF-8 decoded, undecodable bytes kept as surrogate escapes."""
-    return text.encode("ascii", "surrogateescape").decode("utf-8", "surrogateescape")
-
-
-def wire_bytes(text: str) -> bytes:
-    return text.encode("ascii", "surrogateescape")
 
 
 def valid_name(name: str) -> bool:
@@ -229,14 +218,6 @@ class _ConfigValues:
 
     def __repr__(self) -> str:
         return f"Config({vars(self)!r})"
-
-
-def snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-
-
-def kebab_case(name: str) -> str:
-    return snake_case(name).replace("_", "-")
 
 
 class HttpFilter:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from meshfilter.errors import UsageError
 from meshfilter.sdk import ir
-from meshfilter.sdk.config import CONFIG_INT_MAX, TCHARS
+from meshfilter.sdk.config import CONFIG_INT_MAX
 from meshfilter.sdk.ir import (
     BOOL,
     INT,
@@ -41,6 +41,7 @@ from meshfilter.sdk.ir import (
     Program,
     Stmt,
 )
+from meshfilter.sdk.wire import TCHARS, snake_case
 
 SDK_MODULE = "meshfilter.sdk"
 SDK_NAMES = frozenset({"HttpFilter", "Request", "Response", "HeaderName", "HeaderValue"})
@@ -540,8 +541,6 @@ class _Class:
 
 
 def _snake(name: str) -> str:
-    from meshfilter.sdk.api import snake_case
-
     return snake_case(name)
 
 

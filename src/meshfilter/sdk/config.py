@@ -27,9 +27,9 @@ from typing import Any
 
 from meshfilter.errors import ConfigError
 from meshfilter.sdk.ir import CONFIG_INT_MAX, LIST_MAX, ConfigField
+from meshfilter.sdk.wire import TCHARS, to_wire
 
 MAX_DEPTH = 64
-TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 INVALID_JSON = "configuration is not valid JSON"
 NOT_OBJECT = "configuration is not a JSON object"
 _TYPE_TEXT = {"str": "is not a string", "header_name": "is not a string", "header_value": "is not a string",
@@ -98,12 +98,6 @@ def _loads(data: str | bytes) -> object:
     return tree
 
 
-def _wire(text: str) -> str:
-    from meshfilter.sdk.api import to_wire
-
-    return to_wire(text)
-
-
 def parse_config(fields: tuple[ConfigField, ...], data: str | bytes | Mapping[str, Any] | None, *,
                  where: str = "config", example: str = "{}") -> dict[str, Any]:
     """The configuration's field values (defaults filled in), or :class:`ConfigProblem`."""
@@ -145,7 +139,7 @@ def parse_config(fields: tuple[ConfigField, ...], data: str | bytes | Mapping[st
         elif f.kind == "header_value":
             if any(b in (0, 10, 13) for b in value.encode("utf-8")):
                 raise fail(f"{f.name} {texts[0]}")
-            out[f.name] = _wire(value)
+            out[f.name] = to_wire(value)
         elif f.kind == "int":
             digits = value.lstrip("-")
             if len(digits) > 10 or not -CONFIG_INT_MAX - 1 <= int(value) <= CONFIG_INT_MAX:
@@ -154,11 +148,11 @@ def parse_config(fields: tuple[ConfigField, ...], data: str | bytes | Mapping[st
         elif f.kind == "list":
             if len(value) > LIST_MAX:
                 raise fail(f"{f.name} {texts[0]}")
-            out[f.name] = [_wire(v) for v in value]
+            out[f.name] = [to_wire(v) for v in value]
         elif f.kind == "bool":
             out[f.name] = value
         else:
-            out[f.name] = _wire(value)
+            out[f.name] = to_wire(value)
     return out
 
 

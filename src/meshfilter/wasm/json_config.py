@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshfilter.sdk.config import TCHARS, problem_texts
+from meshfilter.sdk.config import problem_texts
 from meshfilter.sdk.ir import CONFIG_INT_MAX, LIST_MAX, OUT_OF_MEMORY, ConfigField
+from meshfilter.sdk.wire import TCHARS
 from meshfilter.wasm.codegen import LogLevel, ModuleBuilder
 
 __all__ = ["ConfigLayout", "add_config", "add_same", "add_token_check", "pack"]

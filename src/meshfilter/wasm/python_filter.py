@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshfilter.sdk import ir
-from meshfilter.sdk.api import wire_bytes
 from meshfilter.sdk.ir import BOOL, INT, LIST, NONE, OPT_STR, STR, VOID, Expr, Function, Program, Stmt
+from meshfilter.sdk.wire import wire_bytes
 from meshfilter.wasm.codegen import DEFAULT_ABI, LogLevel, MapType, ModuleBuilder, assemble
 from meshfilter.wasm.json_config import ConfigLayout, add_config, add_same, add_token_check, pack
 
