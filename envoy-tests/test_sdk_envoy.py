@@ -14,16 +14,9 @@ from hypothesis import HealthCheck, given, settings
 
 from meshfilter.sdk import examples
 from meshfilter.testing.sdk import BACKENDS, FilterUnderTest, load_class
-from meshfilter.testing.sdk_requests import GeneratedRequest, requests
+from meshfilter.testing.sdk_requests import FIXED, GeneratedRequest, requests
 
 KITCHEN_SINK = Path(__file__).resolve().parent.parent / "tests" / "data" / "sdk" / "kitchen_sink.py"
-FIXED: list[tuple[list[tuple[str, Any]], str, int]] = [
-    ([("user-agent", "Mozilla/5.0 (iPhone13,2)"), ("x-api-key", "k-123"), ("x-old-id", "7"), ("X-Old-Id", "8")],
-     "/old/x?y=1", 200),
-    ([("x-api-key", "nope"), ("x-custom", "alpha abc"), ("x-b", b"caf\xc3\xa9 \xff")], "/deny/me", 503),
-    ([("x-old-id", ""), ("x-b", ""), ("user-agent", "")], "/", 500),
-    ([("x-custom", "beta,alpha"), ("x-custom", "c"), ("user-agent", "GoogleBOT")], "/new/a", 404),
-]
 
 
 def _cases() -> list[tuple[str, str, Any]]:

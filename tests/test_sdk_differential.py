@@ -17,17 +17,9 @@ from hypothesis import given, settings
 
 from meshfilter.sdk import HttpFilter, examples
 from meshfilter.testing.sdk import IN_PROCESS, FilterUnderTest, load_class
-from meshfilter.testing.sdk_requests import GeneratedRequest, requests
+from meshfilter.testing.sdk_requests import FIXED, GeneratedRequest, requests
 
 KITCHEN_SINK = Path(__file__).parent / "data" / "sdk" / "kitchen_sink.py"
-FIXED: list[tuple[list[tuple[str, Any]], str, int]] = [
-    ([("user-agent", "Mozilla/5.0 (iPhone13,2)"), ("x-api-key", "k-123"), ("x-old-id", "7"), ("X-Old-Id", "8")],
-     "/old/x?y=1", 200),
-    ([("x-api-key", "nope"), ("x-custom", "alpha abc"), ("x-b", b"caf\xc3\xa9 \xff")], "/deny/me", 503),
-    ([("x-old-id", ""), ("x-b", ""), ("user-agent", "")], "/", 500),
-    ([("x-custom", "beta,alpha"), ("x-custom", "c"), ("user-agent", "GoogleBOT")], "/new/a", 404),
-    ([], "/", 200),
-]
 
 
 def load_kitchen_sink() -> type[HttpFilter]:

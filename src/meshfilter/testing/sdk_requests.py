@@ -11,6 +11,7 @@ Needs ``hypothesis`` (a test dependency).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -20,6 +21,15 @@ NAMES = ("x-api-key", "x-old-id", "x-id", "x-asm-prefer-tag", "route-v", "x-cust
 VALUES = ("k-123", "k-456", "iPhone13", "Mozilla/5.0 (iPhone13,2)", "mozilla bot", "abc", "a,b", "version-gray",
           "alpha beta", "caf\u00e9", "")
 PATHS = ("/", "/old/", "/old/x?y=1", "/deny", "/deny/me", "/new/a", "/a/b/c")
+# fixed requests every differential test sends first: (header lines, path, upstream status)
+FIXED: list[tuple[list[tuple[str, Any]], str, int]] = [
+    ([("user-agent", "Mozilla/5.0 (iPhone13,2)"), ("x-api-key", "k-123"), ("x-old-id", "7"), ("X-Old-Id", "8")],
+     "/old/x?y=1", 200),
+    ([("x-api-key", "nope"), ("x-custom", "alpha abc"), ("x-b", b"caf\xc3\xa9 \xff")], "/deny/me", 503),
+    ([("x-old-id", ""), ("x-b", ""), ("user-agent", "")], "/", 500),
+    ([("x-custom", "beta,alpha"), ("x-custom", "c"), ("user-agent", "GoogleBOT")], "/new/a", 404),
+    ([], "/", 200),
+]
 _MIDDLE = b"".join(bytes([b]) for b in range(0x20, 0x7F)) + b"\t" + bytes(range(0x80, 0x100))
 _EDGE = bytes(b for b in _MIDDLE if b not in b" \t")
 
