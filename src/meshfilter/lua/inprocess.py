@@ -164,12 +164,9 @@ def run_request(source: str, headers: Sequence[tuple[str, str]]) -> LuaRun:
 
 @lru_cache(maxsize=1)
 def _stream_harness() -> tuple[Any, Any]:
-    try:
-        import lupa.luajit21 as lj  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise LuaError("lupa with LuaJIT 2.1 is not installed", where="meshfilter.lua",
-                       hint="pip install 'lupa>=2.0'") from None
-    rt = lj.LuaRuntime(unpack_returned_tuples=True, encoding=None)
+    from meshfilter.util import luajit
+
+    rt = luajit.new_runtime(encoding=None)  # header values are bytes, not always UTF-8
     return rt, rt.execute(_STREAM_HARNESS)
 
 

@@ -1,4 +1,4 @@
-"""Text as a filter sees it (*wire form*), and the names the SDK derives. Pure, no imports.
+"""Text as a filter sees it (*wire form*), and the names the SDK derives. Pure.
 
 A filter's strings are the request's bytes, one character per byte, bytes 0x80-0xFF as the lone
 surrogates U+DC80-U+DCFF: then Python's own ``str`` methods agree with the byte-level backends
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-# RFC 9110 token characters: the valid bytes of an HTTP header name.
-TCHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+from meshfilter.filters.propagate import TCHARS  # RFC 9110 token characters (one copy)
+
+__all__ = ["TCHARS", "from_wire", "kebab_case", "snake_case", "to_wire", "wire_bytes"]
 
 
 def to_wire(text: str | bytes) -> str:
