@@ -303,6 +303,13 @@ def test_refused_at_compile_time_with_the_exact_line(construct: str, source: str
     assert 1 <= line <= text.count("\n") and 1 <= col <= len(text.splitlines()[line - 1]) + 1
 
 
+def test_non_ascii_names_are_refused() -> None:
+    with pytest.raises(FilterSourceError) as err:
+        check_source(HEAD + "        caf\u00e9 = 'x'\n", "canary.py")
+    assert err.value.line() == ("canary.py:6:9: non-ASCII names are not supported in filters: caf\u00e9 (hint: rename "
+                                "it with ASCII letters, digits and _)")
+
+
 def test_refusal_is_a_usage_error_on_the_command_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from meshfilter.cli import main
 

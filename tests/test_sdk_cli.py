@@ -95,3 +95,21 @@ def test_new_writes_a_project_that_checks(tmp_path: Path, capsys: pytest.Capture
     assert capsys.readouterr().err.strip() == ("meshfilter: error: NAME: '9lives' is not a usable filter name (hint: "
                                                "use letters, digits, - and _, starting with a letter, e.g. canary)")
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # nothing half-written left behind
+
+
+def test_wasm_run_takes_the_built_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "key.wasm"
+    assert main(["wasm", "build", "python", str(examples.path("api-key")), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["wasm", "run", str(out), "--config", '{"keys": ["k-1"]}', "--header", ":path=/x",
+                 "--header", "x-api-key=k-1", "--json"]) == 0
+    ran = json.loads(capsys.readouterr().out)
+    assert ran["configured"] and ran["local_response"] is None
+    assert ["x-api-key", "k-1"] not in ran["request_headers"]  # the key is removed before going upstream
+    assert main(["wasm", "run", str(out), "--config", '{"keys": ["k-1"]}', "--header", ":path=/x", "--json"]) == 0
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["request_action"] == "pause" and refused["local_response"]["status"] == 401
+    assert main(["wasm", "run", str(out), "--config", '{"keys": 7}']) == 1
+    assert "[error] api-key-check: keys is not a list of strings" in capsys.readouterr().out

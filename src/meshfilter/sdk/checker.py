@@ -338,6 +338,7 @@ class _Class:
 
     def program(self) -> Program:
         cls = self.cls
+        _check_identifiers(self.path, cls)
         if cls.decorator_list:
             self.fail(cls.decorator_list[0], "decorators are not supported in filters", "remove the decorator")
         if len(cls.bases) != 1 or cls.keywords:
@@ -538,6 +539,16 @@ class _Class:
             return LIST
         self.fail(ann, f"type {ast.unparse(ann)} is not supported in filters",
                   "use str, int, bool, str | None, list[str], Request or Response")
+
+
+def _check_identifiers(path: str, cls: ast.ClassDef) -> None:
+    """Names become WAT and Lua identifiers: ASCII only."""
+    for node in ast.walk(cls):
+        for name in (getattr(node, "id", None), getattr(node, "arg", None), getattr(node, "attr", None),
+                     node.name if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else None):
+            if isinstance(name, str) and not name.isascii():
+                raise FilterSourceError(path, _pos(node), f"non-ASCII names are not supported in filters: {name}",
+                                        "rename it with ASCII letters, digits and _")
 
 
 def _snake(name: str) -> str:
