@@ -215,8 +215,7 @@ _PARSE_WAT = r"""
         (local.set $c (call $ws))
         (local.set $k (local.get $key))
         (local.set $key (i32.const 0))
-        (if (i32.and (i32.ne (local.get $lk) (i32.const 0)) (i32.eq (local.get $depth) (i32.const 2)))
-          (then (local.set $k (i32.sub (i32.const 0) (local.get $lk)))))
+        @LIST_ELEMENT
         (block $after
           (if (i32.eq (local.get $c) (i32.const 34))
             (then
@@ -228,14 +227,7 @@ _PARSE_WAT = r"""
           (if (i32.eq (i32.or (local.get $c) (i32.const 32)) (i32.const 123))
             (then
               (br_if $bad (i32.ge_u (local.get $depth) (i32.const 64)))
-              (if (i32.eq (local.get $c) (i32.const 91))
-                (then
-                  (if (i32.gt_s (local.get $k) (i32.const 0))
-                    (then (if (i32.eq (i32.load8_u offset=KINDS (local.get $k)) (i32.const 4))
-                      (then (local.set $lk (local.get $k))))))
-                  (call $cfg_val (local.get $k) (i32.const T_ARR) (i64.const 0)))
-                (else (call $cfg_val (local.get $k) (i32.const T_OBJ) (i64.const 0))))
-              (if (global.get $cfg_oom) (then (return (i32.const -1))))
+              @OPEN
               (local.set $depth (i32.add (local.get $depth) (i32.const 1)))
               (local.set $stack (i64.or (i64.shl (local.get $stack) (i64.const 1))
                                         (i64.extend_i32_u (i32.eq (local.get $c) (i32.const 123)))))
@@ -245,7 +237,7 @@ _PARSE_WAT = r"""
                   (global.set $p (i32.add (global.get $p) (i32.const 1)))
                   (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
                   (local.set $stack (i64.shr_u (local.get $stack) (i64.const 1)))
-                  (if (i32.le_u (local.get $depth) (i32.const 1)) (then (local.set $lk (i32.const 0))))
+                  @LIST_END
                   (br $after)))
               (if (i32.eq (local.get $c) (i32.const 123))
                 (then
@@ -264,10 +256,8 @@ _PARSE_WAT = r"""
           (local.set $q (global.get $p))
           (local.set $n (call $num))
           (br_if $bad (i32.eqz (local.get $n)))
-          (if (i32.eq (local.get $n) (i32.const 1))
-            (then (call $cfg_int (local.get $k) (local.get $q)))
-            (else (call $cfg_val (local.get $k) (i32.const T_NUM) (i64.const 0)))))
-        (if (global.get $cfg_oom) (then (return (i32.const -1))))
+          @NUMBER)
+        @OOM
         (loop $close
           (local.set $c (call $ws))
           (br_if $done (i32.eqz (local.get $depth)))
@@ -284,17 +274,16 @@ _PARSE_WAT = r"""
           (global.set $p (i32.add (global.get $p) (i32.const 1)))
           (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
           (local.set $stack (i64.shr_u (local.get $stack) (i64.const 1)))
-          (if (i32.le_u (local.get $depth) (i32.const 1)) (then (local.set $lk (i32.const 0))))
+          @LIST_END
           (br $close))))
     (br_if $bad (i32.ne (global.get $p) (global.get $e)))
     (return (i32.shl (i32.ne (local.get $top) (i32.const 123)) (i32.const 1))))
   (i32.const 1))
 """
 
-# a value of field k: kind-driven (the kinds table), states 0 absent, 1 present, 2 wrong type, 3 out of range
-_VALUE_WAT = r"""
-(func $cfg_val (param $k i32) (param $t i32) (param $v i64) (local $st i32) (local $kind i32) (local $a i32)
-  (if (i32.eqz (local.get $k)) (then (return)))
+# a value of field k: kind-driven (the kinds table), states 0 absent, 1 present, 2 wrong type, 3 out of range.
+# Generated with branches for the kinds the Config has only.
+_LIST_ELEMENT_WAT = r"""
   (if (i32.lt_s (local.get $k) (i32.const 0))
     (then
       (local.set $k (i32.sub (i32.const 0) (local.get $k)))
@@ -307,28 +296,62 @@ _VALUE_WAT = r"""
         (then (global.set $cfg_oom (i32.const 1)) (return)))
       (i64.store offset=8 (i32.add (local.get $a) (i32.shl (i32.load (local.get $a)) (i32.const 3))) (local.get $v))
       (i32.store (local.get $a) (i32.add (i32.load (local.get $a)) (i32.const 1)))
-      (return)))
-  (local.set $kind (i32.load8_u offset=KINDS (local.get $k)))
+      (return)))"""
+_KIND_WAT = {
+    1: """(if (i32.eq (local.get $t) (i32.const T_STR)) (then (local.set $st (i32.const 1))))""",
+    2: """(if (i32.eq (local.get $t) (i32.const T_INT)) (then (local.set $st (i32.const 1))))
+          (if (i32.eq (local.get $t) (i32.const T_BIG)) (then (local.set $st (i32.const 3))))""",
+    3: """(if (i32.or (i32.eq (local.get $t) (i32.const T_TRUE)) (i32.eq (local.get $t) (i32.const T_FALSE)))
+            (then (local.set $st (i32.const 1))))""",
+    4: """(if (i32.eq (local.get $t) (i32.const T_ARR))
+            (then
+              (local.set $st (i32.const 1))
+              (local.set $a (call $alloc (i32.const 8)))
+              (if (i32.eqz (local.get $a)) (then (global.set $cfg_oom (i32.const 1)) (return)))
+              (i64.store (local.get $a) (i64.const 0))
+              (local.set $v (i64.extend_i32_u (local.get $a)))))""",
+}
+
+
+def _value_wat(kinds: set[int]) -> str:
+    if len(kinds) == 1:
+        (only,) = kinds
+        branches = "  " + _KIND_WAT[only]
+    else:
+        branches = "\n".join(f"  (if (i32.eq (local.get $kind) (i32.const {k}))\n    (then {_KIND_WAT[k]}))"
+                             for k in sorted(kinds))
+        branches = "  (local.set $kind (i32.load8_u offset=KINDS (local.get $k)))\n" + branches
+    return f"""
+(func $cfg_val (param $k i32) (param $t i32) (param $v i64) (local $st i32) (local $kind i32) (local $a i32)
+  (if (i32.{'eqz' if 4 in kinds else 'le_s'} (local.get $k){'' if 4 in kinds else ' (i32.const 0)'}) (then (return)))
+{_LIST_ELEMENT_WAT if 4 in kinds else ''}
   (local.set $st (i32.const 2))
-  (if (i32.eq (local.get $kind) (i32.const 1))
-    (then (if (i32.eq (local.get $t) (i32.const T_STR)) (then (local.set $st (i32.const 1))))))
-  (if (i32.eq (local.get $kind) (i32.const 2))
-    (then (if (i32.eq (local.get $t) (i32.const T_INT)) (then (local.set $st (i32.const 1))))
-          (if (i32.eq (local.get $t) (i32.const T_BIG)) (then (local.set $st (i32.const 3))))))
-  (if (i32.eq (local.get $kind) (i32.const 3))
-    (then (if (i32.or (i32.eq (local.get $t) (i32.const T_TRUE)) (i32.eq (local.get $t) (i32.const T_FALSE)))
-      (then (local.set $st (i32.const 1))))))
-  (if (i32.eq (local.get $kind) (i32.const 4))
-    (then (if (i32.eq (local.get $t) (i32.const T_ARR))
-      (then
-        (local.set $st (i32.const 1))
-        (local.set $a (call $alloc (i32.const 8)))
-        (if (i32.eqz (local.get $a)) (then (global.set $cfg_oom (i32.const 1)) (return)))
-        (i64.store (local.get $a) (i64.const 0))
-        (local.set $v (i64.extend_i32_u (local.get $a)))))))
+{branches}
   (i32.store8 offset=STATES (local.get $k) (local.get $st))
   (i64.store offset=STAGE (i32.shl (local.get $k) (i32.const 3)) (local.get $v)))
 """
+
+
+# the parts of $cfg_parse that read list fields (left out when the Config has none)
+_LIST_PARTS = {
+    "@LIST_ELEMENT": """(if (i32.and (i32.ne (local.get $lk) (i32.const 0)) (i32.eq (local.get $depth) (i32.const 2)))
+          (then (local.set $k (i32.sub (i32.const 0) (local.get $lk)))))""",
+    "@OPEN": """(if (i32.eq (local.get $c) (i32.const 91))
+                (then
+                  (if (i32.gt_s (local.get $k) (i32.const 0))
+                    (then (if (i32.eq (i32.load8_u offset=KINDS (local.get $k)) (i32.const 4))
+                      (then (local.set $lk (local.get $k))))))
+                  (call $cfg_val (local.get $k) (i32.const T_ARR) (i64.const 0)))
+                (else (call $cfg_val (local.get $k) (i32.const T_OBJ) (i64.const 0))))
+              (if (global.get $cfg_oom) (then (return (i32.const -1))))""",
+    "@LIST_END": "(if (i32.le_u (local.get $depth) (i32.const 1)) (then (local.set $lk (i32.const 0))))",
+    "@OOM": "(if (global.get $cfg_oom) (then (return (i32.const -1))))",
+}
+_NO_LIST_PARTS = {"@OPEN": "(call $cfg_val (local.get $k) (i32.const T_OBJ) (i64.const 0))"}
+_NUMBER = {True: """(if (i32.eq (local.get $n) (i32.const 1))
+            (then (call $cfg_int (local.get $k) (local.get $q)))
+            (else (call $cfg_val (local.get $k) (i32.const T_NUM) (i64.const 0))))""",
+           False: "(call $cfg_val (local.get $k) (i32.const T_NUM) (i64.const 0))"}
 
 _INT_WAT = r"""
 ;; the JSON integer at [$q, $p): at most 10 digits and within the int range, else out of range
@@ -474,12 +497,12 @@ def add_config(mb: ModuleBuilder, fields: tuple[ConfigField, ...], *, log_name: 
     add_same(mb)
     if any(f.kind in ("header_name", "header_value") for f in fields):
         add_token_check(mb)
-    wat = _JSON_WAT + _PARSE_WAT + _VALUE_WAT + (_INT_WAT if any(f.kind == "int" for f in fields) else "")
-    if not any(f.kind == "int" for f in fields):
-        wat = wat.replace("""          (if (i32.eq (local.get $n) (i32.const 1))
-            (then (call $cfg_int (local.get $k) (local.get $q)))
-            (else (call $cfg_val (local.get $k) (i32.const T_NUM) (i64.const 0)))))""",
-                          """          (call $cfg_val (local.get $k) (i32.const T_NUM) (i64.const 0)))""")
+    codes = {_KIND_CODE[f.kind] for f in fields} or {1}
+    wat = _JSON_WAT + _PARSE_WAT + _value_wat(codes) + (_INT_WAT if 2 in codes else "")
+    lists = 4 in codes  # the list bookkeeping only when the Config has a list field
+    for mark, text in _LIST_PARTS.items():
+        wat = wat.replace(mark, text if lists else _NO_LIST_PARTS.get(mark, ""))
+    wat = wat.replace("@NUMBER", _NUMBER[2 in codes])  # ints parsed only for an int field
     subs = {"ESC_START": esc.offset, "ESC_END": esc.offset + esc.length, "NAMES_END": names_table.offset +
             names_table.length, "NAMES": names_table.offset, "LIT_TRUE": lit_true.offset,
             "LIT_FALSE": lit_false.offset, "LIT_NULL": lit_null.offset, "KINDS": kinds.offset,
