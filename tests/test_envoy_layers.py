@@ -146,3 +146,29 @@ def test_lua_path_prefix_quotes_any_folder_name() -> None:
     prefix = b.lua_package_path_prefix([weird])
     path = LuaRuntime().execute(prefix + "return package.path")
     assert path.startswith(f"{weird}/?.lua;{weird}/?/init.lua;")
+
+
+LUA_MODULE_LOG = """\
+[2026-12-02 05:31:01.407][11659][critical][main] [source/server/server.cc:449] error `script load error: error loading module 'lib.mylibrary' from file '/x/lib/mylibrary.lua':
+	/x/lib/mylibrary.lua:1: '=' expected near 'is'` initializing config 'goo.gle/debugstr
+  /tmp/e1.json'
+"""  # noqa: E501
+
+LUA_NOT_FOUND_LOG = """\
+[2026-12-02 05:31:01.775][11748][critical][main] [source/server/config_validation/server.cc:76] error initializing configuration '/tmp/v/envoy.json': script load error: [string "local m = require("lib.nothere")..."]:1: module 'lib.nothere' not found:
+	no field package.preload['lib.nothere']
+	no file '/x/lib/nothere.lua'
+	no file '/x/lib/nothere/init.lua'
+	no file './lib/nothere.lua'
+	no file '/usr/local/share/luajit-2.1/lib/nothere.lua'
+[2026-12-02 05:31:01.776][11748][info][main] [source/server/server.cc:1] exiting
+"""  # noqa: E501
+
+
+def test_refusal_line_joins_luas_continued_message() -> None:
+    assert refusal_line(LUA_MODULE_LOG) == ("script load error: error loading module 'lib.mylibrary' from file "
+                                            "'/x/lib/mylibrary.lua': /x/lib/mylibrary.lua:1: '=' expected near 'is'")
+    assert refusal_line(LUA_NOT_FOUND_LOG) == (
+        "script load error: [string \"local m = require(\"lib.nothere\")...\"]:1: module 'lib.nothere' not "
+        "found: no file '/x/lib/nothere.lua'; no file '/x/lib/nothere/init.lua'; no file './lib/nothere.lua'; "
+        "and 1 more")

@@ -77,8 +77,8 @@ def filter_refusal(output: str) -> str | None:
     for i, ln in enumerate(raw):
         at = ln.find("script load error: ")
         if at >= 0:
-            message = ln[at:].split("` initializing config")[0].strip()
-            return _with_continuation(message, raw[i + 1:])
+            message, closed, _ = ln[at:].partition("` initializing config")
+            return message.strip() if closed else _with_continuation(message.strip(), raw[i + 1:])
     return None
 
 
@@ -89,9 +89,11 @@ def _with_continuation(message: str, following: list[str], keep: int = 3) -> str
     for ln in following:
         if _LOG_LINE.match(ln) or not ln.strip():
             break
-        text = ln.strip().split("` initializing config")[0].strip()
-        if not text.startswith("no field package.preload"):
-            more.append(text)
+        text, closed, _ = ln.strip().partition("` initializing config")  # the end of Envoy's quote
+        if text.strip() and not text.startswith("no field package.preload"):
+            more.append(text.strip())
+        if closed:
+            break
     if not more:
         return message.rstrip(":")
     shown = "; ".join(more[:keep]) + (f"; and {len(more) - keep} more" if len(more) > keep else "")
