@@ -291,22 +291,8 @@ def test_serve_stops_everything_on_signal(sig: signal.Signals) -> None:
             proc.wait()
 
 
-def _owned_tempdirs(pid: int) -> list[Path]:
-    import tempfile
-
-    from meshfilter.util.fs import OWNER_FILE
-
-    out = []
-    for d in Path(tempfile.gettempdir()).glob("meshfilter-*"):
-        try:
-            if (d / OWNER_FILE).read_text().split()[0] == str(pid):
-                out.append(d)
-        except (OSError, IndexError):
-            continue
-    return out
-
-
 def test_sigkill_of_serve_leaves_no_envoy_no_app_no_port_and_the_next_run_reaps_its_temp_dirs() -> None:
+    from meshfilter.util.fs import owned_tempdirs
     from meshfilter.util.ports import port_is_free
 
     token = uuid.uuid4().hex
@@ -324,7 +310,7 @@ def test_sigkill_of_serve_leaves_no_envoy_no_app_no_port_and_the_next_run_reaps_
         port = int(serving.split("serving on http://127.0.0.1:")[1].split()[0].rstrip("/"))
         children = [p for p in _procs_with_token(token) if p != proc.pid]
         assert len(children) == 13  # 6 apps, 7 Envoys
-        dirs = _owned_tempdirs(proc.pid)
+        dirs = owned_tempdirs(proc.pid)
         assert len(dirs) == 8  # the mesh's and each Envoy's
         proc.kill()
         proc.wait(timeout=30)

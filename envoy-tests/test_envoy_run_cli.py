@@ -10,7 +10,6 @@ import queue
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from meshfilter.util.fs import OWNER_FILE
+from meshfilter.util.fs import owned_tempdirs
 from meshfilter.util.ports import port_is_free
 from meshfilter.util.proc import children_of, pid_alive
 from meshfilter.wasm import build_propagate_header
@@ -140,17 +139,6 @@ def test_run_prints_luas_refusal_in_one_line(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------ item 3: orphans
 
-def _owned_tempdirs(pid: int) -> list[Path]:
-    out = []
-    for d in Path(tempfile.gettempdir()).glob("meshfilter-*"):
-        try:
-            if (d / OWNER_FILE).read_text().split()[0] == str(pid):
-                out.append(d)
-        except (OSError, IndexError):
-            continue
-    return out
-
-
 def _wait(cond: Any, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -179,7 +167,7 @@ def test_sigkill_of_envoy_run_takes_its_envoy_along_and_the_next_run_reaps_its_t
     assert _get(url + "/")[0] == 200
     envoys = children_of(cli.proc.pid)
     assert len(envoys) == 1
-    dirs = _owned_tempdirs(cli.proc.pid)
+    dirs = owned_tempdirs(cli.proc.pid)
     assert dirs, "envoy run's temp dir carries its owner"
     port = int(url.rsplit(":", 1)[1])
     os.kill(cli.proc.pid, signal.SIGKILL)
@@ -212,7 +200,7 @@ def test_sigkill_of_envoy_run_on_the_container_backend_is_reaped_by_the_next_run
     clis.append(cli)
     cli.url()
     assert len(managed_containers(engine, owner_pid=cli.proc.pid)) == 1
-    dirs = _owned_tempdirs(cli.proc.pid)
+    dirs = owned_tempdirs(cli.proc.pid)
     os.kill(cli.proc.pid, signal.SIGKILL)
     cli.proc.wait(timeout=30)
     assert managed_containers(engine, owner_pid=cli.proc.pid)  # nobody could remove it

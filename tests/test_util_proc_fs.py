@@ -161,3 +161,14 @@ def test_file_watcher_sees_new_files_under_a_folder(tmp_path: Path) -> None:
     new = tmp_path / "lib" / "m.lua"
     new.write_text("return {}")
     assert w.wait_for_change(timeout=2) == [new]
+
+
+def test_owned_tempdirs_lists_a_processes_dirs(tmp_path: Path) -> None:
+    from meshfilter.util.fs import owned_tempdirs
+
+    mine = OwnedTempDir(prefix="mine-", dir=str(tmp_path))
+    other = tmp_path / "meshfilter-other"
+    other.mkdir()
+    (other / OWNER_FILE).write_text("1 1\n")
+    assert owned_tempdirs(os.getpid(), str(tmp_path)) == [mine.path]
+    mine.cleanup()

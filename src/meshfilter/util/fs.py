@@ -124,6 +124,18 @@ def owned_tempdir(prefix: str, dir: str | None = None) -> OwnedTempDir:  # noqa:
     return OwnedTempDir(prefix, dir)
 
 
+def owned_tempdirs(pid: int, dir: str | None = None) -> list[Path]:  # noqa: A002
+    """The meshfilter temp directories whose owner file names ``pid``."""
+    out = []
+    for d in Path(dir or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            if (d / OWNER_FILE).read_text().split()[0] == str(pid):
+                out.append(d)
+        except (OSError, IndexError):
+            continue
+    return out
+
+
 def owner_is_gone(directory: Path) -> bool:
     """True when ``directory`` has an owner file whose process is gone (a directory without one, or
     with an unreadable one, is not ours to judge: False)."""
