@@ -96,3 +96,16 @@ def test_library_writer_names_the_field_and_keeps_creating_parents(tmp_path: Pat
     with pytest.raises(UsageError) as info:
         atomic_write_bytes(tmp_path / "d" / "e.bin", b"x", parents=False)
     assert "does not exist" in info.value.what and not (tmp_path / "d").exists()
+
+
+def test_deploy_single_file_output_in_a_missing_folder_is_refused(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "no" / "such" / "filter.yaml"
+    argv = ["deploy", "wasmplugin", "--name", "f", "--image", "oci://registry.example.com/f:1",
+            "--root-id", "propaganda_filter_root", "--label", "app=a",
+            "--parameters", '{"head_tag_name": "route-v", "head_tag_value": "hello2v2"}', "-o", str(target)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("meshfilter: error: --output: ") and f"the folder {target.parent} does not exist" in err[0]
+    assert not (tmp_path / "no").exists()
