@@ -61,11 +61,32 @@ def signature_of(ty: wasmtime.FuncType) -> Signature:
 
 
 class GuestTrap(Exception):
-    """The guest trapped; ``message`` is wasmtime's reason (first line)."""
+    """The guest trapped: ``message`` is wasmtime's reason (first line), ``code`` its
+    :class:`wasmtime.TrapCode` (None for a trap raised by a host function through :class:`HostTrap`),
+    ``frames`` the Wasm backtrace as ``(function index, module offset)``, innermost first."""
+
+    def __init__(self, message: str, code: Any = None, frames: tuple[tuple[int, int], ...] = ()) -> None:
+        self.message = message
+        self.code = code
+        self.frames = frames
+        super().__init__(message)
+
+
+class HostTrap(Exception):
+    """Raised by a host function to trap the guest with ``message`` (as cpp-host's
+    ``restricted_callback``): the outer :meth:`FastInstance.call` raises :class:`GuestTrap` with
+    the guest's backtrace."""
 
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+def _frames(trap: wasmtime.Trap) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple((f.func_index, f.module_offset) for f in trap.frames)
+    except Exception:  # noqa: BLE001 - a backtrace is best effort
+        return ()
 
 
 def _reason(text: str) -> str:
@@ -90,9 +111,20 @@ class FastInstance:
         self._ctx_stack: list[Any] = [self.store._context()]
         self._pending: BaseException | None = None
         self._callbacks: list[Any] = []  # keep ctypes callbacks alive
+        self._cells: dict[tuple[str, str], list[Callable[..., Any]]] = {}
         linker = wasmtime.Linker(engine)
+        imported_memory: wasmtime.Memory | None = None
+        for imp in module.imports:  # memories and tables the module imports are made here (as V8 does)
+            if isinstance(imp.type, wasmtime.MemoryType):
+                imported_memory = wasmtime.Memory(self.store, imp.type)
+                linker.define(self.store, imp.module, imp.name or "", imported_memory)
+            elif isinstance(imp.type, wasmtime.TableType):
+                table = wasmtime.Table(self.store, imp.type, None)
+                linker.define(self.store, imp.module, imp.name or "", table)
         for (mod, name), (sig, fn) in host.items():
-            cb = self._make_callback(sig, fn)
+            cell = [fn]
+            self._cells[(mod, name)] = cell
+            cb = self._make_callback(sig, cell)
             self._callbacks.append(cb)
             ty = functype(sig)
             mb, nb = mod.encode(), name.encode()
@@ -102,7 +134,7 @@ class FastInstance:
                 raise wasmtime.WasmtimeError._from_ptr(err)
         self.instance = linker.instantiate(self.store, module)
         self.exports = self.instance.exports(self.store)
-        mem = self.exports.get("memory")
+        mem = self.exports.get("memory") or imported_memory
         self._memory = mem._memory if isinstance(mem, wasmtime.Memory) else None
         self._memory_ref = byref(self._memory) if self._memory is not None else None
         self._mem_base = 0
@@ -110,7 +142,16 @@ class FastInstance:
 
     # -- host functions --------------------------------------------------------------------------------
 
-    def _make_callback(self, sig: Signature, fn: Callable[..., Any]) -> Any:
+    def replace(self, key: tuple[str, str], fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Make host function ``key`` call ``fn`` from now on; returns the one it called before."""
+        cell = self._cells[key]
+        old, cell[0] = cell[0], fn
+        return old
+
+    def host_keys(self) -> list[tuple[str, str]]:
+        return list(self._cells)
+
+    def _make_callback(self, sig: Signature, cell: list[Callable[..., Any]]) -> Any:
         kinds = sig.params
         result = sig.results[:1]
         n = len(kinds)
@@ -128,7 +169,7 @@ class FastInstance:
                 else:
                     args = [getattr(raw[i], a) & MASK32 if a == "i32" else getattr(raw[i], a)
                             for i, a in zip(idx, attrs, strict=True)]
-                r = fn(*args)
+                r = cell[0](*args)
                 if result == "i":
                     raw[0].i32 = r if r < 0x80000000 else r - 0x100000000
                 elif result == "I":
@@ -175,11 +216,15 @@ class FastInstance:
             if pending is not None:
                 if err:
                     ffi.wasmtime_error_delete(cast(err, _ERROR_PTR))
+                if isinstance(pending, HostTrap):
+                    frames = _frames(wasmtime.Trap._from_ptr(trap)) if trap else ()
+                    raise GuestTrap(pending.message, None, frames)
                 if trap:
                     ffi.wasm_trap_delete(trap)
                 raise pending
             if trap:
-                raise GuestTrap(_reason(wasmtime.Trap._from_ptr(trap).message))
+                t = wasmtime.Trap._from_ptr(trap)
+                raise GuestTrap(_reason(t.message), t.trap_code, _frames(t))
             raise GuestTrap(_reason(str(wasmtime.WasmtimeError._from_ptr(cast(err, _ERROR_PTR)))))
         if not sig.results:
             return None
