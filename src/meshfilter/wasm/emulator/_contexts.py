@@ -386,7 +386,7 @@ class TcpContext(_Stream):
         self._finish()
 
     def upstream_close(self, peer: int = PeerType.REMOTE) -> None:
-        if self.upstream_closed:
+        if self.upstream_closed or self.finished:
             return
         self.upstream_closed = True
         self._rt.callback("proxy_on_upstream_connection_close", self.context_id, int(peer))
