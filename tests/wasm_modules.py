@@ -201,3 +201,86 @@ def trap_module() -> str:
     (drop (call $proxy_log (i32.const 4) (i32.const 0) (i32.const 32)))
     (call $handle_request) (i32.const 0))
 )"""
+
+
+# Envoy's property paths the probe reads (envoy-tests/test_wasm_corpus_envoy.py compares them)
+PROPERTY_PATHS = (
+    "plugin_name", "plugin_root_id", "plugin_vm_id", "node", "node.id", "request.path", "request.url_path",
+    "request.host", "request.scheme", "request.method", "request.headers", "request.referer", "request.useragent",
+    "request.id", "request.protocol", "request.query", "request.time", "request.duration", "request.size",
+    "request.total_size", "request.headers.user-agent", "response.code", "response.code_details",
+    "response.flags", "response.grpc_status", "response.headers", "response.size", "source.address",
+    "source.port", "destination.address", "destination.port", "connection.id", "connection.mtls",
+    "connection.requested_server_name", "connection_id", "upstream.address", "upstream.port",
+    "xds.cluster_name", "xds.route_name", "xds.listener_direction", "cluster_name", "route_name", "metadata",
+    "filter_state", "nope", "plugin_name.x", "request",
+)
+
+
+def property_probe_module(paths: tuple[str, ...] = PROPERTY_PATHS) -> str:
+    """Logs ``<phase><path>=<status>:<hex value>`` for every path, in on_vm_start (V), on_request_headers (Q)
+    and on_log (L)."""
+    datas, calls, off = [], [], 1024
+    for p in paths:
+        raw = p.replace(".", "\0").encode()
+        datas.append(f'(data (i32.const {off}) "{_esc(raw)}")')
+        calls.append(f"(call $probe (i32.const {off}) (i32.const {len(raw)}))")
+        off += len(raw) + 8
+    body = " ".join(calls)
+    return f"""(module
+  {_imports("proxy_log", "proxy_get_property")}
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 65536))
+  (global $phase (mut i32) (i32.const 0))
+  {" ".join(datas)}
+  (func (export "malloc") (param $n i32) (result i32) (local $p i32) (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get $n) (i32.const 8)))) (local.get $p))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func $hex (param $b i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get $b) (i32.const 10)) (then (i32.add (local.get $b) (i32.const 48)))
+      (else (i32.add (local.get $b) (i32.const 87)))))
+  (func $probe (param $p i32) (param $n i32) (local $st i32) (local $o i32) (local $i i32) (local $vp i32) (local $vn i32)
+    (i32.store (i32.const 200) (i32.const 0)) (i32.store (i32.const 204) (i32.const 0))
+    (local.set $st (call $proxy_get_property (local.get $p) (local.get $n) (i32.const 200) (i32.const 204)))
+    (local.set $o (i32.const 131072))
+    (i32.store8 (local.get $o) (global.get $phase)) (local.set $o (i32.add (local.get $o) (i32.const 1)))
+    (memory.copy (local.get $o) (local.get $p) (local.get $n)) (local.set $o (i32.add (local.get $o) (local.get $n)))
+    (i32.store8 (local.get $o) (i32.const 61)) (local.set $o (i32.add (local.get $o) (i32.const 1)))
+    (i32.store8 (local.get $o) (i32.add (i32.const 48) (local.get $st))) (local.set $o (i32.add (local.get $o) (i32.const 1)))
+    (i32.store8 (local.get $o) (i32.const 58)) (local.set $o (i32.add (local.get $o) (i32.const 1)))
+    (local.set $vp (i32.load (i32.const 200))) (local.set $vn (i32.load (i32.const 204)))
+    (if (i32.gt_u (local.get $vn) (i32.const 400)) (then (local.set $vn (i32.const 400))))
+    (block $done (loop $l (br_if $done (i32.ge_u (local.get $i) (local.get $vn)))
+      (i32.store8 (local.get $o) (call $hex (i32.shr_u (i32.load8_u (i32.add (local.get $vp) (local.get $i))) (i32.const 4))))
+      (i32.store8 (i32.add (local.get $o) (i32.const 1)) (call $hex (i32.and (i32.load8_u (i32.add (local.get $vp) (local.get $i))) (i32.const 15))))
+      (local.set $o (i32.add (local.get $o) (i32.const 2))) (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $l)))
+    (drop (call $proxy_log (i32.const 2) (i32.const 131072) (i32.sub (local.get $o) (i32.const 131072)))))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (global.set $phase (i32.const 86)) {body} (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (global.set $phase (i32.const 81)) {body} (i32.const 0))
+  (func (export "proxy_on_log") (param i32) (global.set $phase (i32.const 76)) {body})
+)"""
+
+
+def wasi_probe_module(module: str = "wasi_snapshot_preview1") -> str:
+    """Calls every WASI function cpp-host registers in on_vm_start, once with fd 1 and once with fd 9 as
+    first argument (other pointers at zeroed memory), and logs ``<name>:<fd>=<errno>``."""
+    imports, calls, datas, off = [], [], [], 16384
+    for name, sig in abi.WASI_FUNCTIONS.items():
+        imports.append(f'(import "{module}" "{name}" (func ${name} {sig.wat(None)}))')
+        for fd in (1, 9):
+            label = f"{name}:{fd}"
+            datas.append(f'(data (i32.const {off}) "{label}")')
+            args = ["(i64.const 0)" if k == "I" else f"(i32.const {fd})" if i == 0 else "(i32.const 8192)"
+                    for i, k in enumerate(sig.params)]
+            call = f"(call ${name} {' '.join(args)})"
+            if not sig.results:
+                call += " (i32.const 0)"
+            calls.append(f"(call $say_num (i32.const {off}) (i32.const {len(label)}) {call})")
+            off += 64
+    return f"""(module
+  {" ".join(imports)}
+  {_imports("proxy_log")}
+  {_PRELUDE}
+  {" ".join(datas)}
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) {" ".join(calls)} (i32.const 1))
+)"""

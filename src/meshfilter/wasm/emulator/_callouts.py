@@ -84,8 +84,10 @@ class Callouts:
         self.state = state
         self.mem = mem
         self.invoke = invoke  # (callback name, context id, *args) -> result
-        self.next_http_token = 1
-        self.next_grpc_token = 1
+        # cpp-host's callout ids: the type in the low 2 bits (HTTP 0, gRPC call 1, gRPC stream 2), +4 each
+        self.next_http_token = 0
+        self.next_grpc_call = 1
+        self.next_grpc_stream = 2
         self.grpc_ops = {"initial_metadata": self._grpc_initial, "message": self._grpc_message,
                          "trailing_metadata": self._grpc_trailing, "close": self._grpc_close}
 
@@ -114,8 +116,8 @@ class Callouts:
         names = {k.lower() for k, _ in headers}
         if not {b":path", b":method", b":authority"} <= names:
             return BAD_ARGUMENT
+        self.next_http_token += 4
         token = self.next_http_token
-        self.next_http_token += 1
         call = HttpCall(token, cluster, [(decode(k), decode(v)) for k, v in headers], body,
                         [(decode(k), decode(v)) for k, v in trailers], timeout, self.state.effective,
                         self._deliver_http)
@@ -145,11 +147,11 @@ class Callouts:
     # -- gRPC ------------------------------------------------------------------------------------
 
     def _grpc_token(self, stream: bool) -> int:
-        token = self.next_grpc_token
-        if (token % 2 == 0) != stream:
-            token += 1
-        self.next_grpc_token = token + 1
-        return token
+        if stream:
+            self.next_grpc_stream += 4
+            return self.next_grpc_stream
+        self.next_grpc_call += 4
+        return self.next_grpc_call
 
     def _grpc_start(self, sp: int, ss: int, np: int, ns: int, mp: int, ms: int, ip: int, isz: int,
                     message: bytes, timeout: int, ret: int, stream: bool) -> int:
@@ -186,7 +188,7 @@ class Callouts:
 
     def grpc_send(self, token: int, mp: int, ms: int, eos: int) -> int:
         message = self.mem.read(mp, ms)
-        if token % 2 == 1:
+        if token & 3 == 1:  # a unary call has nothing to send
             return BAD_ARGUMENT
         call = self._open(token)
         if call is None:

@@ -54,6 +54,7 @@ class Observation:
     start_logs: set[tuple[str, str]] = field(default_factory=set)
     request_logs: list[tuple[str, str]] = field(default_factory=list)
     callbacks: list[str] = field(default_factory=list)
+    paused: bool = False  # no answer: the module paused the request and never resumed it
     authority: str | None = None  # the :authority the filter saw
     upstream_service_time: str | None = None
 
@@ -173,6 +174,7 @@ def _wasm_lines(records: list[tuple[str, str, str]]) -> tuple[list[tuple[str, st
 
 def _refusal(records: list[tuple[str, str, str]]) -> str | None:
     for level, logger, msg in records:
+        msg = msg.removeprefix("Wasm VM failed ")
         if logger == "wasm" and level in ("error", "critical") and msg.startswith(_REFUSAL):
             return msg
     return None
@@ -180,7 +182,8 @@ def _refusal(records: list[tuple[str, str, str]]) -> str | None:
 
 def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: str, vm_id: str | None,
                  headers: Sequence[tuple[str, str]], body: bytes | None, upstream: _Answer,
-                 clusters: dict[str, _Answer], backend: str = "process", timeout: float = 30.0) -> Observation:
+                 clusters: dict[str, _Answer], backend: str = "process", timeout: float = 30.0,
+                 request_timeout: float = 5.0) -> Observation:
     from meshfilter.envoy import bootstrap as bs
     from meshfilter.envoy import start_envoy
 
@@ -204,7 +207,7 @@ def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: 
             return obs
         try:
             before = len(env.log_text())
-            conn = http.client.HTTPConnection(env.host, env.listener_ports["main"], timeout=timeout)
+            conn = http.client.HTTPConnection(env.host, env.listener_ports["main"], timeout=request_timeout)
             try:
                 conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
                 obs.authority = authority or f"{env.host}:{env.listener_ports['main']}"
@@ -214,11 +217,16 @@ def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: 
                 if body is not None:
                     conn.putheader("content-length", str(len(body)))
                 conn.endheaders(body)
-                resp = conn.getresponse()
-                resp_body = resp.read()
-                resp_headers = [(k.lower(), v) for k, v in resp.getheaders()]
+                try:
+                    resp = conn.getresponse()
+                    resp_body = resp.read()
+                    resp_headers = [(k.lower(), v) for k, v in resp.getheaders()]
+                except TimeoutError:
+                    obs.paused = True
             finally:
                 conn.close()
+            if obs.paused:
+                time.sleep(0.3)  # the stream is reset by the closed connection: its last callbacks
             _wait_idle(env, timeout)
             text = env.log_text()
             start_logs, _ = _wasm_lines(parse_envoy_log(text[:before]))
@@ -229,6 +237,8 @@ def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: 
             if got:
                 hs, obs.upstream_body = got[0]
                 obs.upstream_headers = [(k, v) for k, v in hs if k not in ROUTER_HEADERS]
+            elif obs.paused:
+                return obs
             else:
                 obs.local_reply = (resp.status, [(k, v) for k, v in resp_headers if k not in ("date", "server")],
                                    resp_body)
@@ -267,6 +277,9 @@ def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_confi
             obs.refused = "Failed to start base Wasm"
         elif not emu.configure():
             obs.refused = "Failed to configure base Wasm plugin"
+    except WasmTrap as exc:
+        obs.refused = exc.envoy_message
+        return obs
     except WasmError as exc:
         obs.refused = exc.what
         return obs
@@ -299,6 +312,8 @@ def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_confi
             if upstream.body and not ctx.finished:
                 ctx.response_body(upstream.body, end_of_stream=False)
                 ctx.response_body(b"", end_of_stream=True)
+        elif ctx.request_paused:
+            obs.paused = True
         elif ctx.local_response is not None:
             lr = ctx.local_response
             hs = [(k, v) for k, v in ctx.response_header_map if k != ":status"]
@@ -328,6 +343,8 @@ def _differences(envoy: Observation, emulator: Observation) -> list[str]:
         if _norm(envoy.refused) != _norm(emulator.refused or ""):
             out.append(f"refusal reason: envoy {envoy.refused!r}; emulator {emulator.refused!r}")
         return out
+    if envoy.paused != emulator.paused:
+        out.append(f"paused (no answer): envoy {envoy.paused}; emulator {emulator.paused}")
     if envoy.upstream_headers != emulator.upstream_headers:
         out.append(f"upstream headers: envoy {envoy.upstream_headers}; emulator {emulator.upstream_headers}")
     if (envoy.upstream_body or b"") != (emulator.upstream_body or b"") and envoy.upstream_headers is not None:
@@ -343,9 +360,10 @@ def _differences(envoy: Observation, emulator: Observation) -> list[str]:
 
 
 def _norm(reason: str) -> str:
-    """A refusal in Envoy's words: a trap with its backtrace, else the first line."""
+    """A refusal in Envoy's words: a trap with its backtrace (function names; V8 and wasmtime may place a
+    trapping instruction's offset a byte apart), else the first line."""
     if reason.startswith("Function: "):
-        return reason
+        return re.sub(r"0x[0-9a-f]+ - ", "", reason)
     first = reason.splitlines()[0] if reason else ""
     return first.split(" (hint:")[0]
 
