@@ -88,7 +88,8 @@ def test_grpc_call_and_stream() -> None:
     res = emu.run_request(REQUEST)
     call, stream = res.grpc_calls
     assert (call.token, stream.token) == (5, 6)  # cpp-host's callout ids: the type in the low 2 bits
-    assert (call.cluster, call.service, call.method, call.message, call.stream) == ("grpc", "svc", "Unary", b"ping", False)
+    assert (call.cluster, call.service, call.method, call.message) == ("grpc", "svc", "Unary", b"ping")
+    assert not call.stream
     assert (stream.method, stream.stream, stream.sent) == ("Stream", True, [b"hello"])
     emu.clear_records()
     call.respond(b"pong", initial_metadata=[("a", "1")], trailing_metadata=[("grpc-status", "0"), ("x", "y")])
@@ -137,7 +138,8 @@ PROPS = """(module
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "get") (param $p i32) (param $n i32) (result i32) (local $st i32)
     (local.set $st (call $gp (local.get $p) (local.get $n) (i32.const 100) (i32.const 104)))
-    (if (i32.eqz (local.get $st)) (then (drop (call $log (i32.const 2) (i32.load (i32.const 100)) (i32.load (i32.const 104))))))
+    (if (i32.eqz (local.get $st))
+      (then (drop (call $log (i32.const 2) (i32.load (i32.const 100)) (i32.load (i32.const 104))))))
     (local.get $st))
   (func (export "put") (param $p i32) (param $n i32) (result i32) (i32.const 0))
 )"""

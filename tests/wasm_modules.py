@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (WebAssembly text: one instruction sequence per line)
 """Small hand-written proxy-wasm modules (WAT) for the emulator's feature tests and the envoy-tests that
 prove the same behaviour in Envoy 1.40. Each is a function returning WAT text."""
 

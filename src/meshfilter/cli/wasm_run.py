@@ -124,9 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     headers = parse_headers(args.header, "--header")
     response = parse_headers(args.response_header, "--response-header") if args.response_header else None
     trailers = parse_headers(args.trailer, "--trailer") if args.trailer else None
-    props = {k: _property_value(v) for k, v in parse_pairs(args.property, flag="--property", form="path=value",
-                                                           example="request.path=/x")}
-    answer = None
+    pairs = parse_pairs(args.property, flag="--property", form="path=value", example="request.path=/x")
+    props: dict[str | tuple[str, ...], Any] = {k: _property_value(v) for k, v in pairs}
+    answer: Any = None
     if args.http_call_response is not None:
         status, body = _call_response(args.http_call_response, "--http-call-response")
         answer = ([(":status", str(status)), ("content-length", str(len(body)))], body, [])
@@ -135,8 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        vm_config=_text_or_file(args.vm_config, "--vm-config"), properties=props,
                        clusters=args.cluster)
     ok = emu.start()
-    body = _text_or_file(args.body, "--body") if args.body is not None else None
-    result = emu.run_request(headers, response_headers=response, body=body, trailers=trailers,
+    req_body = _text_or_file(args.body, "--body") if args.body is not None else None
+    result = emu.run_request(headers, response_headers=response, body=req_body, trailers=trailers,
                              response_body=args.response_body, http_call_response=answer) if ok else None
     report: dict[str, Any] = {
         "abi": emu.abi_version,
@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "foreign_calls": [c.name for c in emu.foreign_calls],
         "local_response": None,
         "logs": [{"level": r.level, "message": r.message} for r in emu.logs],
-        "request_body": result.request_body.decode("utf-8", "replace") if result and body is not None else None,
+        "request_body": result.request_body.decode("utf-8", "replace") if result and req_body is not None else None,
         "response_body": (result.response_body.decode("utf-8", "replace")
                           if result and result.response_body is not None else None),
         "reached_upstream": result.reached_upstream if result else False,

@@ -19,6 +19,7 @@ data and queues), ``_timers``, ``_callouts`` (HTTP and gRPC calls), ``_metrics``
 signature come from :mod:`meshfilter.wasm.abi`. See docs/wasm-emulator.md.
 """
 
+from meshfilter.wasm import abi as _abi
 from meshfilter.wasm.abi import Action, DataAction, FilterStatus, PeerType, Status, TrailersAction
 from meshfilter.wasm.emulator._callouts import grpc_service
 from meshfilter.wasm.emulator._contexts import HttpContext, TcpContext
@@ -44,7 +45,6 @@ from meshfilter.wasm.emulator._records import (
     Metric,
     RequestResult,
 )
-from meshfilter.wasm import abi as _abi
 
 ABI_VERSIONS = tuple(sorted(_abi.ABI_VERSIONS))  # oldest first
 

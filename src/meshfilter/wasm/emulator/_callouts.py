@@ -88,7 +88,8 @@ class Callouts:
         self.next_http_token = 0
         self.next_grpc_call = 1
         self.next_grpc_stream = 2
-        self.grpc_ops = {"initial_metadata": self._grpc_initial, "message": self._grpc_message,
+        self.grpc_ops: dict[str, Callable[..., None]] = {
+            "initial_metadata": self._grpc_initial, "message": self._grpc_message,
                          "trailing_metadata": self._grpc_trailing, "close": self._grpc_close}
 
     def functions(self) -> dict[str, Callable[..., Any]]:

@@ -30,7 +30,7 @@ class General:
             "proxy_continue_request": lambda: self.continue_stream(_REQUEST),
             "proxy_continue_response": lambda: self.continue_stream(_RESPONSE),
             "proxy_send_local_response": self.send_local_response,
-            "proxy_clear_route_cache": lambda: self._clear_route_cache(b"") or OK,
+            "proxy_clear_route_cache": self._clear_route_cache_call,
             "pthread_equal": lambda a, b: int(a == b),
             "emscripten_notify_memory_growth": lambda index: None,
         }
@@ -63,11 +63,15 @@ class General:
         self.state.defer(self.stream_ops["done"])
         return OK
 
+    def _clear_route_cache_call(self) -> int:
+        self._clear_route_cache(b"")
+        return OK
+
     def _clear_route_cache(self, args: bytes) -> None:
         self.state.route_cache_clears += 1
         ctx = self.state.context()
         if ctx is not None and hasattr(ctx, "route_cache_clears"):
-            ctx.route_cache_clears += 1  # type: ignore[union-attr]
+            ctx.route_cache_clears += 1
         return None
 
     def call_foreign_function(self, np: int, ns: int, ap: int, asz: int, rp: int, rs: int) -> int:
@@ -78,7 +82,7 @@ class General:
         st.foreign_calls.append(call)
         ctx = st.context()
         if ctx is not None and hasattr(ctx, "foreign_calls"):
-            ctx.foreign_calls.append(call)  # type: ignore[union-attr]
+            ctx.foreign_calls.append(call)
         fn = st.foreign_functions.get(name) or self.foreign.get(name)
         if fn is None:
             return NOT_FOUND

@@ -51,9 +51,9 @@ class HeadersAndBuffers:
         if t <= 3:
             ctx = self.state.context()
             maps = getattr(ctx, "maps", None)
-            if maps is None or t not in ctx.readable:  # type: ignore[union-attr]
+            if maps is None or t not in ctx.readable:
                 return None
-            return maps[t]  # type: ignore[no-any-return]
+            return maps[t]
         if t in (_GRPC_INITIAL, _GRPC_TRAILING):
             return self.state.grpc_metadata
         resp = self.state.http_response
@@ -65,9 +65,9 @@ class HeadersAndBuffers:
         """The map a module may change (getMap): the stream's four maps while Envoy holds them."""
         ctx = self.state.context()
         maps = getattr(ctx, "maps", None)
-        if maps is None or t not in ctx.writable:  # type: ignore[union-attr]
+        if maps is None or t not in ctx.writable:
             return None
-        return maps[t]  # type: ignore[no-any-return]
+        return maps[t]
 
     def get_header_map_value(self, t: int, kp: int, ks: int, rp: int, rs: int) -> int:
         if t > _MAX_MAP:
@@ -158,7 +158,7 @@ class HeadersAndBuffers:
         buffers = getattr(st.context(), "buffers", None)
         if buffers is None:
             return b""
-        return buffers.get(t, b"")  # type: ignore[no-any-return]
+        return buffers.get(t, b"")
 
     def get_buffer_status(self, t: int, len_ptr: int, flags_ptr: int) -> int:
         if t > _MAX_BUFFER:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from meshfilter.errors import WasmError
+from meshfilter.wasm import abi as _abi
 from meshfilter.wasm.abi import Action, PeerType
 from meshfilter.wasm.emulator._contexts import HttpContext, RootContext, TcpContext
 from meshfilter.wasm.emulator._module import compile_module, export_names, load_module_bytes
@@ -25,7 +26,6 @@ from meshfilter.wasm.emulator._records import (
 )
 from meshfilter.wasm.emulator._runtime import Runtime
 from meshfilter.wasm.emulator._state import HostState, encode, prop_key
-from meshfilter.wasm import abi as _abi
 
 HttpCallAnswer = tuple[HeadersIn, bytes | str, HeadersIn] | Callable[[HttpCall], Any]
 

@@ -79,7 +79,7 @@ class Properties:
         view: Callable[[], dict[str, Any]] | None = getattr(ctx, "property_view", None)
         if view is None:
             return NOT_FOUND, b""
-        fs = ctx.filter_state  # type: ignore[union-attr]
+        fs = ctx.filter_state
         if len(path) == 1 and path in fs:
             return OK, fs[path]
         tree = view()
@@ -98,7 +98,7 @@ class Properties:
         return OK, serialize(node)
 
 
-class HeaderMapValue(dict):  # type: ignore[type-arg]
+class HeaderMapValue(dict[str, str]):
     """A property that is a header map (``request.headers``): serialized as pairs, not refused."""
 
     is_value = True

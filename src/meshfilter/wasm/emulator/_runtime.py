@@ -99,7 +99,7 @@ class Runtime:
         self.callouts = Callouts(state, self.mem, self.callback)
         general = General(state, self.mem, {"continue": self._continue, "close": self._close,
                                             "local_reply": self._local_reply, "done": self._root_done})
-        areas = [general, HeadersAndBuffers(state, self.mem), Properties(state, self.mem),
+        areas: list[Any] = [general, HeadersAndBuffers(state, self.mem), Properties(state, self.mem),
                  SharedDataAndQueues(state, self.mem, self._queue_ready), Timers(state, self.mem), self.callouts,
                  Metrics(state, self.mem)]
         env: dict[str, Callable[..., Any]] = {}

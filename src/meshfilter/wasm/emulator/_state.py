@@ -26,9 +26,7 @@ from meshfilter.wasm.emulator._records import (
 )
 
 if TYPE_CHECKING:
-    from meshfilter.wasm.emulator._contexts import HttpContext, RootContext, TcpContext
-
-    Context = HttpContext | TcpContext | RootContext
+    from meshfilter.wasm.emulator._contexts import RootContext
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -133,7 +131,7 @@ class HostState:
         self.upstream_port = 8080
         self.route_cluster = "upstream"
         # contexts: 0 is the VM context (start functions, allocator), the root context is created at start
-        self.contexts: dict[int, Context] = {}
+        self.contexts: dict[int, Any] = {}  # RootContext, HttpContext or TcpContext
         self.root: RootContext | None = None
         self.effective = 0
         self.next_context_id = 1
@@ -170,7 +168,7 @@ class HostState:
     def now_ns(self) -> int:
         return self.clock() + self.time_offset_ns
 
-    def context(self) -> Context | None:
+    def context(self) -> Any:
         """The effective context (cpp-host's contextOrEffectiveContext), None for the VM context."""
         return self.contexts.get(self.effective)
 
