@@ -102,8 +102,11 @@ class FastInstance:
     """A wasmtime Store + Instance with raw host functions and raw export calls."""
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
-                 host: dict[tuple[str, str], tuple[Signature, Callable[..., Any]]], *,
-                 deadline_ticks: int = 2**62) -> None:
+                 host: dict[tuple[str, str], tuple[Any, ...]], *,
+                 deadline_ticks: int = 2**62, fault: type[BaseException] | None = None) -> None:
+        """``host`` maps (module, name) to ``(signature, function)`` or ``(signature, function,
+        fault_value)``: a host function raising ``fault`` then returns ``fault_value`` to the guest
+        (e.g. InvalidMemoryAccess for a pointer outside memory) instead of trapping."""
         self.store = wasmtime.Store(engine)
         # the engine runs with epoch interruption: every top-level call gets this many ticks
         self.deadline_ticks = deadline_ticks
@@ -121,10 +124,11 @@ class FastInstance:
             elif isinstance(imp.type, wasmtime.TableType):
                 table = wasmtime.Table(self.store, imp.type, None)
                 linker.define(self.store, imp.module, imp.name or "", table)
-        for (mod, name), (sig, fn) in host.items():
+        for (mod, name), entry in host.items():
+            sig, fn = entry[0], entry[1]
             cell = [fn]
             self._cells[(mod, name)] = cell
-            cb = self._make_callback(sig, cell)
+            cb = self._make_callback(sig, cell, fault, entry[2] if len(entry) > 2 else None)
             self._callbacks.append(cb)
             ty = functype(sig)
             mb, nb = mod.encode(), name.encode()
@@ -139,6 +143,10 @@ class FastInstance:
         self._memory_ref = byref(self._memory) if self._memory is not None else None
         self._mem_base = 0
         self._mem_size = -1
+        # (base, size) while no guest code ran since: a host function reads it once, however many
+        # reads and writes it makes (guest code may grow the memory, so entering a host function and
+        # returning from a call into the guest forget it)
+        self._bounds: tuple[int, int] | None = None
 
     # -- host functions --------------------------------------------------------------------------------
 
@@ -151,7 +159,8 @@ class FastInstance:
     def host_keys(self) -> list[tuple[str, str]]:
         return list(self._cells)
 
-    def _make_callback(self, sig: Signature, cell: list[Callable[..., Any]]) -> Any:
+    def _make_callback(self, sig: Signature, cell: list[Callable[..., Any]], fault: type[BaseException] | None,
+                       fault_value: int | None) -> Any:
         kinds = sig.params
         result = sig.results[:1]
         n = len(kinds)
@@ -160,16 +169,21 @@ class FastInstance:
         all_i32 = all(k == "i" for k in kinds)
         idx = tuple(range(n))
         attrs = tuple({"i": "i32", "I": "i64", "f": "f32", "F": "f64"}[k] for k in kinds)
+        catch: type[BaseException] | tuple[()] = fault if fault is not None and fault_value is not None else ()
 
         def cb(env: Any, caller: Any, raw: Any, nraw: int) -> int:
             stack.append(caller_context(caller))
+            self._bounds = None
             try:
                 if all_i32:
                     args = [raw[i].i32 & MASK32 for i in idx]
                 else:
                     args = [getattr(raw[i], a) & MASK32 if a == "i32" else getattr(raw[i], a)
                             for i, a in zip(idx, attrs, strict=True)]
-                r = cell[0](*args)
+                try:
+                    r = cell[0](*args)
+                except catch:
+                    r = fault_value
                 if result == "i":
                     raw[0].i32 = r if r < 0x80000000 else r - 0x100000000
                 elif result == "I":
@@ -211,6 +225,7 @@ class FastInstance:
         if len(self._ctx_stack) == 1:
             _set_epoch_deadline(self._ctx_stack[0], self.deadline_ticks)
         err = _call_unchecked(self._ctx_stack[-1], byref(func), arr, n, byref(trap))
+        self._bounds = None
         if err or trap:
             pending, self._pending = self._pending, None
             if pending is not None:
@@ -238,6 +253,9 @@ class FastInstance:
 
     def memory_bounds(self) -> tuple[int, int]:
         """(base address, size in bytes) of the exported memory; (0, 0) when there is none."""
+        bounds = self._bounds
+        if bounds is not None:
+            return bounds
         if self._memory is None:
             return 0, 0
         ctx = self._ctx_stack[-1]
@@ -245,4 +263,5 @@ class FastInstance:
         if size != self._mem_size:
             self._mem_base = _memory_data(ctx, self._memory_ref) or 0
             self._mem_size = size
-        return self._mem_base, size
+        self._bounds = bounds = (self._mem_base, size)
+        return bounds

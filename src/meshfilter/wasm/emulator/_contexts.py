@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 _REQ_H, _REQ_T, _RESP_H, _RESP_T = 0, 1, 2, 3
 _REQUEST, _RESPONSE, _DOWNSTREAM, _UPSTREAM = 0, 1, 2, 3
+_ACTIONS = tuple(Action)
 _GRPC_FROM_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 
 
@@ -49,6 +50,9 @@ class RootContext:
 class _Stream:
     """What HTTP and TCP contexts share."""
 
+    route_cache_clears = 0
+    finished = False
+
     def __init__(self, runtime: Runtime, context_id: int, connection_id: int, source_port: int) -> None:
         self._rt = runtime
         self.context_id = context_id
@@ -61,10 +65,8 @@ class _Stream:
         self.filter_state: dict[tuple[str, ...], bytes] = {}
         self.closed: list[int] = []  # stream types passed to proxy_close_stream
         self.continued: list[int] = []  # stream types passed to proxy_continue_*
-        self.route_cache_clears = 0
-        self.finished = False
-        self.start_ns = runtime.state.now_ns()
-        self.buffers: dict[int, bytes] = {}
+        st = runtime.state
+        self.start_ns = st.clock() + st.time_offset_ns
 
     def _connection_view(self) -> dict[str, Any]:
         st = self._rt.state
@@ -82,34 +84,38 @@ class _Stream:
 class HttpContext(_Stream):
     """One HTTP stream (request + response) in the filter."""
 
+    # scalars start as class attributes (a context is made per request: keep that cheap)
+    local_response: LocalResponse | None = None
+    request_paused = False
+    response_paused = False
+    request_ended = False  # the request went upstream (or was answered locally)
+    response_started = False
+    reset = False
+    request_body_size = 0
+    response_body_size = 0
+    response_code: int | None = None
+    code_details = ""
+    upstream_port = 0
+    end_ns: int | None = None
+
     def __init__(self, runtime: Runtime, context_id: int, connection_id: int, source_port: int) -> None:
         super().__init__(runtime, context_id, connection_id, source_port)
         self.maps: dict[int, list[tuple[bytes, bytes]]] = {_REQ_H: [], _REQ_T: [], _RESP_H: [], _RESP_T: []}
         self.readable: set[int] = set()  # the maps Envoy lets the module read now (getConstMap)
         self.writable: set[int] = set()  # ... and change (getMap)
         self.buffers = {0: b"", 1: b""}
-        self.local_response: LocalResponse | None = None
-        self.request_paused = False
-        self.response_paused = False
-        self.request_ended = False  # the request went upstream (or was answered locally)
-        self.response_started = False
-        self.reset = False
-        self.request_body_size = 0
-        self.response_body_size = 0
-        self.response_code: int | None = None
-        self.code_details = ""
-        self.upstream_port = 0
-        self.end_ns: int | None = None
 
     # -- results -----------------------------------------------------------------------------------
 
     @property
     def request_header_map(self) -> HeaderList:
-        return [(decode(k), decode(v)) for k, v in self.maps[_REQ_H]]
+        return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in self.maps[_REQ_H]]
 
     @property
     def response_header_map(self) -> HeaderList:
-        return [(decode(k), decode(v)) for k, v in self.maps[_RESP_H]]
+        return [(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in self.maps[_RESP_H]]
 
     @property
     def request_trailer_map(self) -> HeaderList:
@@ -146,12 +152,12 @@ class HttpContext(_Stream):
         self.writable.add(t)
         rt = self._rt
         n = len(self.maps[t])
-        if rt.state.abi == "0.1.0":
+        if rt.abi01:
             r = rt.callback(callback, self.context_id, n)
         else:
-            r = rt.callback(callback, self.context_id, n, int(end_of_stream))
-        action = rt.action(callback, r)
-        if action == Action.CONTINUE and not rt.stopped:
+            r = rt.callback(callback, self.context_id, n, 1 if end_of_stream else 0)
+        action = _ACTIONS[r] if r is not None and r < 5 else rt.action(callback, r)
+        if not r and not rt.stopped:
             self.readable.discard(t)  # Envoy lets go of the map when the filter continues
             self.writable.discard(t)
         else:

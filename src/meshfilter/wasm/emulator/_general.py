@@ -68,9 +68,10 @@ class General:
         return OK
 
     def _clear_route_cache(self, args: bytes) -> None:
-        self.state.route_cache_clears += 1
-        ctx = self.state.context()
-        if ctx is not None and hasattr(ctx, "route_cache_clears"):
+        st = self.state
+        st.route_cache_clears += 1
+        ctx = st.contexts.get(st.effective)
+        if ctx is not None and ctx.context_id != st.root_context_id():
             ctx.route_cache_clears += 1
         return None
 
@@ -80,20 +81,22 @@ class General:
         st = self.state
         call = ForeignCall(name, args, st.effective)
         st.foreign_calls.append(call)
-        ctx = st.context()
-        if ctx is not None and hasattr(ctx, "foreign_calls"):
-            ctx.foreign_calls.append(call)
+        calls = getattr(st.contexts.get(st.effective), "foreign_calls", None)
+        if calls is not None:
+            calls.append(call)
         fn = st.foreign_functions.get(name) or self.foreign.get(name)
         if fn is None:
             return NOT_FOUND
         result = fn(args) or b""
+        mem = self.mem
+        ptr = 0
+        if rp and result:
+            ptr = mem.alloc(len(result))
+            mem.write(ptr, result)
         if rp:
-            ptr = self.mem.alloc(len(result)) if result else 0
-            if result:
-                self.mem.write(ptr, result)
-            self.mem.write_u32(rp, ptr)
+            mem.write_u32(rp, ptr)
         if rs:
-            self.mem.write_u32(rs, len(result))
+            mem.write_u32(rs, len(result))
         return OK
 
     def continue_stream(self, stream: int) -> int:

@@ -47,17 +47,7 @@ _V8_REASONS = {
     "BAD_CONVERSION_TO_INTEGER": "Uncaught RuntimeError: float unrepresentable in integer range",
     "STACK_OVERFLOW": "Uncaught RangeError: Maximum call stack size exceeded",
 }
-Host = dict[tuple[str, str], tuple[Signature, Callable[..., Any]]]
-
-
-def _guard(fn: Callable[..., Any], fault: int) -> Callable[..., Any]:
-    """A guest pointer outside memory answers InvalidMemoryAccess (proxy) or EFAULT (WASI)."""
-    def guarded(*args: int) -> Any:
-        try:
-            return fn(*args)
-        except Fault:
-            return fault
-    return guarded
+Host = dict[tuple[str, str], tuple[Any, ...]]  # (signature, function[, value on Fault])
 
 
 def _unlinked(where: str, why: str) -> Callable[..., Any]:
@@ -77,6 +67,7 @@ class Runtime:
     def __init__(self, raw: bytes, mod: wasmtime.Module, state: HostState, *, strict_imports: bool,
                  timeout: float | None) -> None:
         self.state = state
+        self.abi01 = state.abi == "0.1.0"
         self.timeout = timeout
         self.calls = 0
         self.stopped = False
@@ -121,11 +112,10 @@ class Runtime:
             impl = (wasi if is_wasi else env).get(key[1])
             if impl is None:
                 impl = _unlinked(where, "which the emulator does not emulate")
-            host[key] = (spec.signature, _guard(impl, _FAULT if is_wasi else _INVALID_MEMORY_ACCESS)
-                         if spec.signature.results else impl)
+            host[key] = (spec.signature, impl, _FAULT if is_wasi else _INVALID_MEMORY_ACCESS)
         ticks = 2**62 if timeout is None else max(1, int(timeout / EPOCH_SECONDS) + 1)
         try:
-            self.inst = FastInstance(engine(), mod, host, deadline_ticks=ticks)
+            self.inst = FastInstance(engine(), mod, host, deadline_ticks=ticks, fault=Fault)
         except wasmtime.WasmtimeError as exc:
             raise WasmError(f"cannot instantiate module: {str(exc).splitlines()[0]}", where="module") from None
         except GuestTrap as exc:
@@ -167,7 +157,8 @@ class Runtime:
         saved = st.effective
         st.effective = ctx_id
         self.calls += 1
-        self._depth += 1
+        depth = self._depth
+        self._depth = depth + 1
         try:
             result = self.inst.call(fn[0], fn[1], args)
         except GuestTrap as exc:
@@ -176,13 +167,15 @@ class Runtime:
             self.failed_reason = exc.what
             raise
         finally:
-            self._depth -= 1
+            self._depth = depth
             st.effective = saved
-        if self._depth == 0:
+        if not depth:
             stopped = st.stop_iteration
-            st.stop_iteration = False
-            while st.after_call:
-                st.after_call.pop(0)()
+            if stopped:
+                st.stop_iteration = False
+            after = st.after_call
+            while after:
+                after.pop(0)()
             self.stopped = stopped
         return result
 

@@ -46,7 +46,8 @@ def encode(text: str | bytes) -> bytes:
 
 def normalize(headers: HeadersIn) -> list[tuple[bytes, bytes]]:
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return [(encode(k).lower(), encode(v)) for k, v in items]
+    return [((k if isinstance(k, bytes) else k.encode("utf-8", "surrogateescape")).lower(),
+             v if isinstance(v, bytes) else v.encode("utf-8", "surrogateescape")) for k, v in items]
 
 
 def prop_key(key: str | tuple[str, ...] | Sequence[str]) -> tuple[str, ...]:
