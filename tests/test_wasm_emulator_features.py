@@ -191,10 +191,13 @@ def test_property_values_serialize_as_envoy() -> None:
 
 def test_tcp_filter_rewrites_both_directions_and_sees_the_closes() -> None:
     emu = HostEmulator(TCP_FILTER.read_text())
-    res = emu.run_connection([b"ping"], [b"pong"], close="downstream")
+    res = emu.run_connection([b"ping"], [b"pong"])  # the upstream closes first, as in Envoy's tcp_proxy
     assert res.new_connection == FilterStatus.CONTINUE
-    assert res.downstream_data == b"to-upstream:ping" and res.upstream_data == b"to-client:pong"
+    # the module prefixes every chunk, the empty end-of-stream ones too (as it does in Envoy)
+    assert res.downstream_data == b"to-upstream:pingto-upstream:"
+    assert res.upstream_data == b"to-client:pongto-client:"
     assert _messages(res.logs) == ["new connection", "downstream data: ping", "upstream data: pong",
+                                   "upstream data: ", "upstream close peer=0", "downstream data: ",
                                    "downstream close peer=2", "done"]  # then the context is gone
 
 

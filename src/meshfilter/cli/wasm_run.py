@@ -36,6 +36,11 @@ def register_run(wsub: argparse._SubParsersAction) -> None:
                         "metadata.filter_metadata=...; repeat for several")
     p.add_argument("--http-call-response", default=None, metavar="STATUS:BODY",
                    help="answer every HTTP call of the module with this status and body, e.g. 200:ok")
+    p.add_argument("--downstream-data", action="append", default=None, metavar="DATA",
+                   help="run a TCP connection through a network filter instead of an HTTP request: a chunk the "
+                        "client sends; repeat for several")
+    p.add_argument("--upstream-data", action="append", default=[], metavar="DATA",
+                   help="with --downstream-data: a chunk the upstream sends back; repeat for several")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=cmd_run)
     _register_check(wsub)
@@ -135,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        vm_config=_text_or_file(args.vm_config, "--vm-config"), properties=props,
                        clusters=args.cluster)
     ok = emu.start()
+    if args.downstream_data is not None:
+        return _run_connection(emu, args, ok)
     req_body = _text_or_file(args.body, "--body") if args.body is not None else None
     result = emu.run_request(headers, response_headers=response, body=req_body, trailers=trailers,
                              response_body=args.response_body, http_call_response=answer) if ok else None
@@ -169,6 +176,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(_render(report))
+    return 0 if ok else 1
+
+
+def _run_connection(emu: Any, args: argparse.Namespace, ok: bool) -> int:
+    from meshfilter.wasm.abi import FilterStatus
+
+    result = emu.run_connection(args.downstream_data, args.upstream_data) if ok else None
+    report: dict[str, Any] = {
+        "abi": emu.abi_version, "vm_started": emu.vm_started, "configured": bool(emu.configured),
+        "new_connection": FilterStatus(result.new_connection).name.lower() if result else None,
+        "to_upstream": result.downstream_data.decode("utf-8", "replace") if result else None,
+        "to_client": result.upstream_data.decode("utf-8", "replace") if result else None,
+        "closed_by_module": list(result.closed) if result else [],
+        "metrics": {m.name: m.value for m in emu.metrics.values()},
+        "logs": [{"level": r.level, "message": r.message} for r in emu.logs],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0 if ok else 1
+    lines = [f"abi: {report['abi']}",
+             "configure: " + ("ok" if report["configured"] else "refused")]
+    if result:
+        lines += [f"new connection: {report['new_connection']}", f"to upstream: {report['to_upstream']!r}",
+                  f"to client: {report['to_client']!r}"]
+    if report["metrics"]:
+        lines.append("metrics: " + ", ".join(f"{k}={v}" for k, v in report["metrics"].items()))
+    lines.append("logs:" if report["logs"] else "logs: (none)")
+    lines += [f"  [{r['level']}] {r['message']}" for r in report["logs"]]
+    print("\n".join(lines))
     return 0 if ok else 1
 
 
