@@ -408,6 +408,17 @@ class HostEmulator:
         """Call any function the module exports (in the effective context), e.g. a test hook."""
         return self._rt.call_raw(name, *args)
 
+    def trace_callbacks(self, on: bool = True) -> list[str]:
+        """Record every ``proxy_on_*`` callback as Envoy's trace log prints it (``proxy_on_log(2)``);
+        returns the list that fills up (``on=False`` stops recording)."""
+        if on and self._rt.trace is None:
+            self._rt.trace = []
+        elif not on:
+            self._rt.trace = None
+            return []
+        assert self._rt.trace is not None
+        return self._rt.trace
+
     def set_effective_context(self, context_id: int) -> None:
         """Make host calls made through :meth:`call_export` act on this context."""
         self._state.effective = context_id

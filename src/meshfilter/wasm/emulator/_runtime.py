@@ -72,6 +72,7 @@ class Runtime:
         self.calls = 0
         self.stopped = False
         self.failed_reason: str | None = None
+        self.trace: list[str] | None = None  # when a list: "name(args)" of every proxy_on_* callback
         self._depth = 0
         check = check_module(mod)
         for problem in check.problems:
@@ -157,6 +158,8 @@ class Runtime:
         saved = st.effective
         st.effective = ctx_id
         self.calls += 1
+        if self.trace is not None and name.startswith("proxy_on_") and name != "proxy_on_memory_allocate":
+            self.trace.append(f"{name}({', '.join(map(str, args))})")
         depth = self._depth
         self._depth = depth + 1
         try:

@@ -167,7 +167,7 @@ def _wasm_lines(records: list[tuple[str, str, str]]) -> tuple[list[tuple[str, st
             logs.append((_LEVELS.get(level, level), m[1]))
             continue
         c = _CALLBACK.match(msg)
-        if c:
+        if c and c[1] != "proxy_on_memory_allocate":
             callbacks.append(f"{c[1]}({c[2]})")
     return logs, callbacks
 
@@ -287,6 +287,7 @@ def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_confi
     if obs.refused:
         return obs
     n_logs = len(emu.logs)
+    trace = emu.trace_callbacks()
     method, path, authority, rest = _split_request(headers)
     req = [(":authority", authority or host), (":path", path), (":method", method), (":scheme", "http"), *rest]
     if body is not None:
@@ -324,6 +325,7 @@ def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_confi
     except WasmError as exc:
         obs.refused = exc.what
     obs.request_logs = [(r.level, r.message) for r in emu.logs[n_logs:]]
+    obs.callbacks = list(trace)
     return obs
 
 
@@ -331,7 +333,9 @@ def _answer(ctx: Any, clusters: dict[str, _Answer]) -> None:
     for call in list(ctx.http_calls):
         if not call.answered and call.upstream in clusters:
             a = clusters[call.upstream]
-            call.respond([(":status", str(a.status)), *a.headers, ("content-length", str(len(a.body)))], a.body)
+            # what Envoy's async client hands the module: the cluster's answer, plus the router's header
+            call.respond([(":status", str(a.status)), *a.headers, ("content-length", str(len(a.body))),
+                          ("x-envoy-upstream-service-time", "0")], a.body)
 
 
 def _differences(envoy: Observation, emulator: Observation) -> list[str]:
@@ -356,6 +360,8 @@ def _differences(envoy: Observation, emulator: Observation) -> list[str]:
                    f"emulator {sorted(emulator.start_logs - envoy.start_logs)}")
     if envoy.request_logs != emulator.request_logs:
         out.append(f"request logs: envoy {envoy.request_logs}; emulator {emulator.request_logs}")
+    if envoy.callbacks != emulator.callbacks:
+        out.append(f"callbacks: envoy {envoy.callbacks}; emulator {emulator.callbacks}")
     return out
 
 
