@@ -14,22 +14,12 @@ from typing import Any
 
 from meshfilter.errors import WasmError
 from meshfilter.wasm.emulator._headers import to_pairs
+from meshfilter.wasm.emulator._module import read_leb128
 from meshfilter.wasm.emulator._records import GrpcCall, HeadersIn, HttpCall
 from meshfilter.wasm.emulator._state import GuestMemory, HostState, decode, encode, normalize
 
 OK, NOT_FOUND, BAD_ARGUMENT, PARSE_FAILURE, BROKEN_CONNECTION = 0, 1, 2, 4, 11
 Invoke = Callable[..., Any]
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    out = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        out |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return out, pos
-        shift += 7
 
 
 def _fields(data: bytes) -> dict[int, bytes]:
@@ -38,12 +28,12 @@ def _fields(data: bytes) -> dict[int, bytes]:
     pos = 0
     try:
         while pos < len(data):
-            key, pos = _varint(data, pos)
+            key, pos = read_leb128(data, pos)
             num, wire = key >> 3, key & 7
             if wire == 0:
-                _, pos = _varint(data, pos)
+                _, pos = read_leb128(data, pos)
             elif wire == 2:
-                n, pos = _varint(data, pos)
+                n, pos = read_leb128(data, pos)
                 if pos + n > len(data):
                     raise ValueError("truncated")
                 out[num] = data[pos:pos + n]

@@ -83,11 +83,15 @@ class HeadersAndBuffers:
             return self.mem.copy_out(b"", rp, rs)
         return NOT_FOUND
 
+    def _key_value(self, t: int, kp: int, ks: int, vp: int, vs: int
+                   ) -> tuple[list[tuple[bytes, bytes]] | None, bytes, bytes]:
+        key, value = self.mem.read(kp, ks).lower(), self.mem.read(vp, vs)
+        return self._map(t), key, value
+
     def add_header_map_value(self, t: int, kp: int, ks: int, vp: int, vs: int) -> int:
         if t > _MAX_MAP:
             return BAD_ARGUMENT
-        key, value = self.mem.read(kp, ks).lower(), self.mem.read(vp, vs)
-        m = self._map(t)
+        m, key, value = self._key_value(t, kp, ks, vp, vs)
         if m is None:
             return BAD_ARGUMENT
         m.append((key, value))
@@ -96,8 +100,7 @@ class HeadersAndBuffers:
     def replace_header_map_value(self, t: int, kp: int, ks: int, vp: int, vs: int) -> int:
         if t > _MAX_MAP:
             return BAD_ARGUMENT
-        key, value = self.mem.read(kp, ks).lower(), self.mem.read(vp, vs)
-        m = self._map(t)
+        m, key, value = self._key_value(t, kp, ks, vp, vs)
         if m is None:
             return BAD_ARGUMENT
         # as Envoy 1.40 does it (measured): every value of the name goes, one is appended

@@ -111,7 +111,8 @@ NO_ABI_HINT = ("export proxy_abi_version_0_2_1 (or 0_2_0, 0_1_0), as every proxy
 
 # -- the name section ------------------------------------------------------------------------------
 
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
+def read_leb128(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 (protobuf varint) at ``pos``: (value, next position); ValueError when truncated."""
     result = shift = 0
     while True:
         if pos >= len(data):
@@ -132,21 +133,21 @@ def function_names(raw: bytes) -> dict[int, str]:
         pos = 8
         while pos < len(raw):
             sid = raw[pos]
-            size, pos = _leb(raw, pos + 1)
+            size, pos = read_leb128(raw, pos + 1)
             end = pos + size
             if sid == 0:
-                nlen, p = _leb(raw, pos)
+                nlen, p = read_leb128(raw, pos)
                 if raw[p:p + nlen] == b"name":
                     p += nlen
                     while p < end:
                         sub = raw[p]
-                        slen, p = _leb(raw, p + 1)
+                        slen, p = read_leb128(raw, p + 1)
                         sub_end = p + slen
                         if sub == 1:
-                            count, p = _leb(raw, p)
+                            count, p = read_leb128(raw, p)
                             for _ in range(count):
-                                idx, p = _leb(raw, p)
-                                ln, p = _leb(raw, p)
+                                idx, p = read_leb128(raw, p)
+                                ln, p = read_leb128(raw, p)
                                 out[idx] = raw[p:p + ln].decode("utf-8", "replace")
                                 p += ln
                         p = sub_end
