@@ -147,7 +147,7 @@ PROPS = """(module
 
 def _get(emu: HostEmulator, path: str) -> tuple[int, bytes]:
     raw = path.replace(".", "\0").encode()
-    emu._rt.mem.write(4096, raw)  # noqa: SLF001 - test setup: the path in guest memory
+    emu.write_memory(4096, raw)
     n = len(emu.logs)
     status = emu.call_export("get", 4096, len(raw))
     return int(status or 0), (emu.logs[n].message.encode("utf-8", "surrogateescape") if len(emu.logs) > n else b"")
@@ -264,6 +264,35 @@ def test_check_lists_every_problem() -> None:
       (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
       (func (export "proxy_on_tick") (param i32) (result i32) (i32.const 0)))"""
     assert [p.kind for p in check_module(wat).problems] == ["import", "import", "allocator", "signature"]
+
+
+def test_memory_access_outside_is_an_error() -> None:
+    emu = HostEmulator(PROPS)
+    emu.write_memory(10, b"abc")
+    assert emu.read_memory(10, 3) == b"abc"
+    with pytest.raises(WasmError, match="outside the module's memory"):
+        emu.read_memory(65535, 2)
+
+
+CORPUS_RUNS = {  # module -> (root id, what it logs for one request)
+    "cc_on_request_headers_http.wasm": ("", "user-agent -> ua"),
+    "tinygo_2020_http_headers.wasm": ("my_root_id", "request header: user-agent: ua"),
+    "mosn/add_req_header_v2.wasm": ("", None),
+    "rust_envoy_filter_metadata_main.wasm": ("", None),
+}
+
+
+def test_corpus_modules_serve_requests_in_the_emulator(corpus: Path) -> None:
+    for name, (root_id, line) in CORPUS_RUNS.items():
+        emu = HostEmulator(corpus / name, root_id=root_id)
+        for _ in range(3):
+            res = emu.run_request(REQUEST, response_headers=[(":status", "200")])
+            assert res.reached_upstream, name
+            if line is not None:
+                assert any(line in r.message for r in res.logs), (name, res.logs)
+        assert emu.logs_at("error") == [] and emu.logs_at("critical") == [], name
+    res = HostEmulator(corpus / "mosn/add_req_header_v2.wasm").run_request(REQUEST)
+    assert res.request_header("wasm-context") == str(res.context_id)
 
 
 def test_corpus_modules_load_or_are_refused(corpus: Path) -> None:

@@ -207,8 +207,10 @@ class WasiErrno(IntEnum):
 
     SUCCESS = 0
     BADF = 8
+    NOTDIR = 20
     FAULT = 21
     INVAL = 28
+    NOENT = 44
     NOSYS = 52
     NOTSUP = 58
     NOTCAPABLE = 76

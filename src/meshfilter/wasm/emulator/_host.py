@@ -25,7 +25,7 @@ from meshfilter.wasm.emulator._records import (
     RequestResult,
 )
 from meshfilter.wasm.emulator._runtime import Runtime
-from meshfilter.wasm.emulator._state import HostState, encode, prop_key
+from meshfilter.wasm.emulator._state import Fault, HostState, encode, prop_key
 
 HttpCallAnswer = tuple[HeadersIn, bytes | str, HeadersIn] | Callable[[HttpCall], Any]
 
@@ -195,6 +195,20 @@ class HostEmulator:
     def memory_size(self) -> int:
         """Size of the module's linear memory, in bytes."""
         return self._rt.inst.memory_bounds()[1]
+
+    def read_memory(self, ptr: int, size: int) -> bytes:
+        """Bytes of the module's linear memory (WasmError outside it)."""
+        try:
+            return self._rt.mem.read(ptr, size)
+        except Fault:
+            raise WasmError(f"{size} bytes at {ptr} are outside the module's memory", where="ptr") from None
+
+    def write_memory(self, ptr: int, data: bytes) -> None:
+        """Write into the module's linear memory (a test setting up an argument for :meth:`call_export`)."""
+        try:
+            self._rt.mem.write(ptr, data)
+        except Fault:
+            raise WasmError(f"{len(data)} bytes at {ptr} are outside the module's memory", where="ptr") from None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
