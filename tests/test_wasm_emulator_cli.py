@@ -100,13 +100,17 @@ def test_run_json_has_calls_metrics_and_shared_data(tmp_path: Path, capsys: pyte
 
 
 def test_run_property_body_trailer_and_vm_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.test_wasm_emulator_features import PROPS
+    from tests.wasm_modules import property_probe_module
 
-    path = _wat_file(tmp_path, PROPS)
-    rc = main(["wasm", "run", str(path), "--property", "my.key=v", "--vm-id", "vm7", "--body", "hello",
-               "--trailer", "t=1", "--json"])
+    path = _wat_file(tmp_path, property_probe_module(("my.key", "plugin_vm_id", "n")))
+    rc = main(["wasm", "run", str(path), "--property", "my.key=v", "--property", "n=7", "--vm-id", "vm7",
+               "--body", "hello", "--trailer", "t=1", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and report["request_body"] == "hello"
+    logs = [r["message"].replace("\0", ".") for r in report["logs"]]
+    assert "Qmy.key=0:76" in logs  # the property the test set, seen by the module
+    assert "Qplugin_vm_id=0:766d37" in logs  # "vm7"
+    assert "Qn=0:0700000000000000" in logs  # an integer, as Envoy serializes it
 
 
 def test_bad_http_call_response_is_a_usage_error(sdk_module: Path, capsys: pytest.CaptureFixture[str]) -> None:

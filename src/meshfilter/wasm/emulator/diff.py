@@ -225,9 +225,7 @@ def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: 
                     obs.paused = True
             finally:
                 conn.close()
-            if obs.paused:
-                time.sleep(0.3)  # the stream is reset by the closed connection: its last callbacks
-            _wait_idle(env, timeout)
+            _wait_destroyed(env, before, timeout)
             text = env.log_text()
             start_logs, _ = _wasm_lines(parse_envoy_log(text[:before]))
             obs.start_logs = set(start_logs)
@@ -250,17 +248,16 @@ def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: 
     return obs
 
 
-def _wait_idle(env: Any, timeout: float) -> None:
-    """Until Envoy has destroyed the stream (on_log, on_done, on_delete ran)."""
-    deadline = time.monotonic() + timeout
+def _wait_destroyed(env: Any, before: int, timeout: float) -> None:
+    """Until Envoy has destroyed the stream: the router, the last filter, logs its cleanup after the
+    Wasm filter's on_log, on_done and on_delete ran (a paused stream is destroyed when the client has
+    closed the connection)."""
+    deadline = time.monotonic() + min(timeout, 10.0)
     while time.monotonic() < deadline:
-        try:
-            if env.stats("http.main.downstream_rq_active").get("http.main.downstream_rq_active", 0) == 0:
-                time.sleep(0.05)
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
+        if "Executing cleanup()" in env.log_text()[before:]:
+            time.sleep(0.05)
+            return
+        time.sleep(0.02)
 
 
 def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_config: str, vm_id: str | None,
