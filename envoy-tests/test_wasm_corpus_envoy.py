@@ -176,3 +176,14 @@ def test_property_paths_answer_as_in_envoy() -> None:
         assert got_emu[key][0] == status, key
         if key[1] not in _VARYING:
             assert got_emu[key][1] == value, key
+
+
+def test_a_paused_request_gets_its_body_after_the_callout_in_both() -> None:
+    wat = http_call_module().replace('(func (export "proxy_on_http_call_response")', '''(func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
+    (call $say_num (i32.const 180) (i32.const 5) (local.get $size)) (i32.const 0))
+  (func (export "proxy_on_http_call_response")''')
+    result = diff_module(assemble(wat), headers=[(":method", "POST"), *HEADERS], body=b"12345", clusters=["auth"],
+                         http_call_response=(200, b"allow"))
+    assert result.same, result.differences
+    assert result.envoy.upstream_body == b"12345"
+    assert [c for c in result.envoy.callbacks if "body" in c][0].startswith("proxy_on_request_body(2, 5")

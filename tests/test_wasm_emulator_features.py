@@ -308,3 +308,14 @@ def corpus() -> Path:
     if not path.is_dir():
         pytest.skip("the shared wasm corpus is not beside the repository")
     return path
+
+
+def test_a_paused_request_holds_its_body_until_it_continues() -> None:
+    wat = http_call_module().replace('(func (export "proxy_on_http_call_response")', '''(func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
+    (call $say_num (i32.const 180) (i32.const 5) (local.get $size)) (i32.const 0))
+  (func (export "proxy_on_http_call_response")''')
+    emu = HostEmulator(wat, clusters=["auth"])
+    held = emu.run_request(REQUEST, body=b"12345")  # nobody answers the call: no body callback
+    assert held.paused and _messages(held.logs) == ["token=4"]
+    res = emu.run_request(REQUEST, body=b"12345", http_call_response=([(":status", "200")], b"allow", []))
+    assert res.reached_upstream and _messages(res.logs) == ["token=8", "token=5"]  # the body after the resume

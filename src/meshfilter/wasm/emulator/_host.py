@@ -338,10 +338,11 @@ class HostEmulator:
         eos = end_of_stream and req_body is None and trailers is None
         action = ctx.request_headers(headers, eos)
         self._answer_calls(ctx, http_call_response)
-        if req_body is not None and not ctx.request_ended and not ctx.finished:
+        # a paused request holds its body and trailers (Envoy: StopAllIteration) until it continues
+        if req_body is not None and not ctx.request_ended and not ctx.request_paused and not ctx.finished:
             ctx.request_body(req_body, end_of_stream and trailers is None)
             self._answer_calls(ctx, http_call_response)
-        if trailers is not None and not ctx.request_ended and not ctx.finished:
+        if trailers is not None and not ctx.request_ended and not ctx.request_paused and not ctx.finished:
             ctx.request_trailers(trailers)
             self._answer_calls(ctx, http_call_response)
         reached = not ctx.request_paused and ctx.local_response is None and not ctx.reset

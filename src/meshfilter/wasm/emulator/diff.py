@@ -294,7 +294,7 @@ def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_confi
         ctx = emu.new_http_context()
         ctx.request_headers(req, end_of_stream=body is None)
         _answer(ctx, clusters)
-        if body is not None and not ctx.request_ended:
+        if body is not None and not ctx.request_ended and not ctx.request_paused:
             ctx.request_body(body, end_of_stream=True)
             _answer(ctx, clusters)
         if not ctx.request_paused and ctx.local_response is None and not ctx.reset:
