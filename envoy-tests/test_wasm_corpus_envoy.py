@@ -77,6 +77,12 @@ def test_assemblyscript_fixture_same_in_envoy_and_emulator() -> None:
         result = diff_module(AS_FILTER, root_id="as_tag", plugin_config="gray", headers=headers)
         assert result.same, result.differences
         assert ("x-as-tag", "gray") in (result.envoy.upstream_headers or [])
+    # a body: Envoy's HTTP/1 codec hands it over as it came, then an empty end of stream
+    result = diff_module(AS_FILTER, root_id="as_tag", plugin_config="gray", body=b"hello world",
+                         headers=[(":method", "POST"), ("user-agent", "u")])
+    assert result.same, result.differences
+    assert "proxy_on_request_body(2, 11, 0)" in result.envoy.callbacks
+    assert result.envoy.upstream_body == b"hello world"
 
 
 def test_tinygo_http_callout_answered_by_a_cluster_both_ways(corpus: Path) -> None:

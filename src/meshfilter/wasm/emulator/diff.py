@@ -293,14 +293,26 @@ def run_in_emulator(module: bytes, *, root_id: str, plugin_config: str, vm_confi
     try:
         ctx = emu.new_http_context()
         ctx.request_headers(req, end_of_stream=body is None)
+        held: bytes | None = body if body is not None and ctx.request_paused else None  # Envoy buffers it
         _answer(ctx, clusters)
-        if body is not None and not ctx.request_ended and not ctx.request_paused:
-            ctx.request_body(body, end_of_stream=True)
+        sent = b""  # the body as it went on to the upstream
+        if held is None and body is not None and not ctx.request_ended and not ctx.request_paused:
+            # Envoy's HTTP/1 codec: the body as it arrives, then an empty end of stream
+            ctx.request_body(body, end_of_stream=False)
+            sent += ctx.request_body_buffer
+            _answer(ctx, clusters)
+            if not ctx.request_ended and not ctx.request_paused:
+                ctx.request_body(b"", end_of_stream=True)
+                sent += ctx.request_body_buffer
+                _answer(ctx, clusters)
+        if held is not None and not ctx.request_paused and not ctx.request_ended:
+            ctx.request_body(held, end_of_stream=True)  # buffered while paused: one chunk after the resume
+            sent += ctx.request_body_buffer
             _answer(ctx, clusters)
         if not ctx.request_paused and ctx.local_response is None and not ctx.reset:
             obs.upstream_headers = [(k, v) for k, v in ctx.request_header_map if not k.startswith(":")]
             obs.upstream_headers.insert(0, ("host", ctx.request_header(":authority") or ""))
-            obs.upstream_body = ctx.request_body_buffer if body is not None else b""
+            obs.upstream_body = sent
             resp = [(":status", str(upstream.status)), *upstream.headers,
                     ("content-length", str(len(upstream.body)))]
             if service_time is not None:
