@@ -16,6 +16,7 @@ import pytest
 from tests.wasm_modules import (
     PROPERTY_PATHS,
     go_start_module,
+    http_call_body_module,
     http_call_module,
     property_probe_module,
     trap_module,
@@ -185,9 +186,7 @@ def test_property_paths_answer_as_in_envoy() -> None:
 
 
 def test_a_paused_request_gets_its_body_after_the_callout_in_both() -> None:
-    wat = http_call_module().replace('(func (export "proxy_on_http_call_response")', '''(func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
-    (call $say_num (i32.const 180) (i32.const 5) (local.get $size)) (i32.const 0))
-  (func (export "proxy_on_http_call_response")''')
+    wat = http_call_body_module()
     result = diff_module(assemble(wat), headers=[(":method", "POST"), *HEADERS], body=b"12345", clusters=["auth"],
                          http_call_response=(200, b"allow"))
     assert result.same, result.differences

@@ -12,6 +12,7 @@ from tests.wasm_modules import (
     TCP_FILTER,
     go_start_module,
     grpc_module,
+    http_call_body_module,
     http_call_module,
     queue_timer_metrics_module,
     trap_module,
@@ -311,9 +312,7 @@ def corpus() -> Path:
 
 
 def test_a_paused_request_holds_its_body_until_it_continues() -> None:
-    wat = http_call_module().replace('(func (export "proxy_on_http_call_response")', '''(func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
-    (call $say_num (i32.const 180) (i32.const 5) (local.get $size)) (i32.const 0))
-  (func (export "proxy_on_http_call_response")''')
+    wat = http_call_body_module()
     emu = HostEmulator(wat, clusters=["auth"])
     held = emu.run_request(REQUEST, body=b"12345")  # nobody answers the call: no body callback
     assert held.paused and _messages(held.logs) == ["token=4"]

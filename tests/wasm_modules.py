@@ -95,6 +95,13 @@ def http_call_module() -> str:
 )"""
 
 
+def http_call_body_module() -> str:
+    """:func:`http_call_module`, also logging ``token=<size>`` for each request body chunk."""
+    return http_call_module().replace('(func (export "proxy_on_http_call_response")', """(func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
+    (call $say_num (i32.const 180) (i32.const 5) (local.get $size)) (i32.const 0))
+  (func (export "proxy_on_http_call_response")""")
+
+
 def grpc_module(service: bytes) -> str:
     """On request headers: a unary gRPC call (``svc/Unary``, message ``ping``) and a stream
     (``svc/Stream``) that sends ``hello``; logs every gRPC callback with its sizes and the close status."""
