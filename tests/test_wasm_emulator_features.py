@@ -318,3 +318,20 @@ def test_a_paused_request_holds_its_body_until_it_continues() -> None:
     assert held.paused and _messages(held.logs) == ["token=4"]
     res = emu.run_request(REQUEST, body=b"12345", http_call_response=([(":status", "200")], b"allow", []))
     assert res.reached_upstream and _messages(res.logs) == ["token=8", "token=5"]  # the body after the resume
+
+
+def test_a_host_function_without_emulation_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshfilter.errors import HostCallError
+    from meshfilter.wasm.emulator import _wasi
+
+    full = _wasi.Wasi.functions
+    monkeypatch.setattr(_wasi.Wasi, "functions",
+                        lambda self: {k: v for k, v in full(self).items() if k != "fd_read"})
+    wat = """(module (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) (i32.const 0))
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+        (call $r (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))))"""
+    emu = HostEmulator(wat)  # Envoy's host has it, so the module loads
+    with pytest.raises(HostCallError, match=r"wasi_snapshot_preview1\.fd_read, which the emulator does not emulate"):
+        emu.start_vm()
