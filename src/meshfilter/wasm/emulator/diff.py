@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from meshfilter.errors import EnvoyError, WasmError, WasmTrap
+from meshfilter.util.fs import OwnedTempDir
 from meshfilter.wasm.emulator._module import load_module_bytes
 
 REQUEST_ID = "00000000-0000-4000-8000-00000000d1ff"
@@ -195,7 +195,7 @@ def run_in_envoy(module: bytes, *, root_id: str, plugin_config: str, vm_config: 
         boot = bs.filter_bootstrap([wasm], upstream=("127.0.0.1", ups["upstream"].port))
         boot["static_resources"]["clusters"] += [bs.cluster(name, "127.0.0.1", up.port)
                                                  for name, up in ups.items() if name != "upstream"]
-        workdir = tempfile.TemporaryDirectory(prefix="meshfilter-diff-")
+        workdir = OwnedTempDir(prefix="diff-")  # reaped later if this process dies
         options: dict[str, Any] = {"workdir": Path(workdir.name)} if backend == "process" else {}
         try:
             env = start_envoy(boot, backend=backend, log_level="trace", timeout=timeout, **options)
