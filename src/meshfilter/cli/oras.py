@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meshfilter.cli._common import parse_kv, write_output
+from meshfilter.cli._common import check_output, parse_kv, write_output
 from meshfilter.errors import UsageError
 from meshfilter.oras.client import PushStats, RegistryClient
 from meshfilter.oras.formats import FORMATS, Artifact, build_artifact
@@ -107,6 +107,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    check_output(args.output)  # before the download
     pulled = _client(args, args.ref).pull()
     write_output(pulled.module, args.output)
     print(f"{args.ref}@{pulled.manifest.digest} ({pulled.detected.format}, {len(pulled.module)} bytes) "
