@@ -5,10 +5,8 @@ reference, the emulator and a real Envoy, through the pytest plugin), then the m
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -20,25 +18,30 @@ import pytest
 
 from meshfilter.sdk import run_request
 from meshfilter.testing.sdk import load_class
-from meshfilter.util.proc import stop_process
+from meshfilter.util.proc import spawn, stop_process
 
 REQUESTS = [[("user-agent", "Mozilla/5.0 (iPhone13,2)")], [("user-agent", "curl/8")],
             [("user-agent", "iPhone13"), ("x-canary-tag", "forged"), ("x-canary-tag", "twice")], []]
 
 
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def run(cmd: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``cmd`` to its end (killed with us, however we die); (exit code, stdout, stderr)."""
+    proc = spawn(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        stop_process(proc)
+    return proc.returncode, out, err
 
 
-def meshfilter(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "meshfilter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, preexec_fn=_die_with_parent)
+def meshfilter(*args: str, cwd: Path) -> tuple[int, str, str]:
+    return run([sys.executable, "-m", "meshfilter", *args], cwd=cwd, timeout=120)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    done = meshfilter("new", "canary", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    rc, _, err = meshfilter("new", "canary", cwd=tmp_path)
+    assert rc == 0, err
     return tmp_path / "canary"
 
 
@@ -47,9 +50,8 @@ def envoy_run(envoy_backend: Any) -> Iterator[Any]:
     started: list[subprocess.Popen[str]] = []
 
     def run(*args: str, cwd: Path) -> str:
-        proc = subprocess.Popen([sys.executable, "-m", "meshfilter", "envoy", "run", "--backend", envoy_backend.name,
-                                 *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=_die_with_parent)
+        proc = spawn([sys.executable, "-m", "meshfilter", "envoy", "run", "--backend", envoy_backend.name, *args],
+                     cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started.append(proc)
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
@@ -59,16 +61,15 @@ def envoy_run(envoy_backend: Any) -> Iterator[Any]:
     yield run
     for proc in started:
         stop_process(proc, timeout=30)
-        assert proc.returncode == 0
+        assert proc.returncode == 128 + 15  # SIGTERM, unwound: its Envoy stopped too
 
 
 def test_pytest_passes_in_a_fresh_project(project: Path, envoy_backend: Any) -> None:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--meshfilter-backend",
-                           envoy_backend.name], cwd=project, capture_output=True, text=True, timeout=600, env=env,
-                          preexec_fn=_die_with_parent)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "4 passed" in done.stdout
+    rc, out, err = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--meshfilter-backend",
+                        envoy_backend.name], cwd=project, timeout=600, env=env)
+    assert rc == 0, out[-3000:] + err[-2000:]
+    assert "4 passed" in out
 
 
 def _ask(url: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -81,9 +82,9 @@ def _ask(url: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def test_built_module_and_script_in_envoy_behave_like_the_reference(project: Path, envoy_run: Any) -> None:
     config = (project / "config.json").read_text()
-    assert meshfilter("wasm", "build", "python", "filter.py", "-o", "canary.wasm", cwd=project).returncode == 0
-    built = meshfilter("lua", "build", "filter.py", "--config", config, "-o", "canary.lua", cwd=project)
-    assert built.returncode == 0, built.stderr
+    assert meshfilter("wasm", "build", "python", "filter.py", "-o", "canary.wasm", cwd=project)[0] == 0
+    rc, _, err = meshfilter("lua", "build", "filter.py", "--config", config, "-o", "canary.lua", cwd=project)
+    assert rc == 0, err
     canary = load_class(project / "filter.py", "Canary")
     header = json.loads(config)["header"]
     urls = [envoy_run("--wasm", "canary.wasm", "--config", config, cwd=project),
