@@ -42,7 +42,7 @@ from typing import Any
 
 from meshfilter.sdk.api import HttpFilter, from_wire, to_wire, wire_bytes
 from meshfilter.sdk.checker import check_class
-from meshfilter.sdk.reference import local_reply_headers, run_request
+from meshfilter.sdk.reference import run_request
 
 __all__ = ["BACKENDS", "FilterUnderTest", "Outcome", "SideBySide", "StatusEcho", "load_class", "side_by_side"]
 
@@ -241,20 +241,14 @@ class FilterUnderTest:
         return self._emu
 
     def _emulator(self, request: HeaderLines, response: HeaderLines) -> Outcome:
-        from meshfilter.sdk.api import LocalReply
-
         emu = self.emulator()
         ctx = emu.new_http_context()
         ctx.request_headers(request)
         upstream = ctx.request_header_map
         reply = ctx.local_response
-        if reply is not None:
-            lr = LocalReply(reply.status_code, reply.body.decode("ascii", "surrogateescape"),
-                            [(k, to_wire(v)) for k, v in reply.headers])
-            resp_in = [(k.encode(), wire_bytes(v)) for k, v in local_reply_headers(lr)]
-        else:
-            resp_in = response
-        ctx.response_headers(resp_in)
+        if reply is None:
+            ctx.response_headers(response)
+        # else: the emulator, as Envoy, has run the module's response callback on its local reply
         downstream = ctx.response_header_map
         logs = [(_LEVEL.get(r.level, r.level), from_wire(to_wire(r.message))) for r in ctx.logs]
         clears = ctx.route_cache_clears
