@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,12 +31,9 @@ from meshfilter.envoy.validate import validate_bootstrap
 from meshfilter.errors import DigestMismatchError, K8sError, RegistryError, UsageError
 from meshfilter.k8s import asm, envoyfilter, wasmplugin
 from meshfilter.k8s.wasm_envoyfilter import wasm_http_filter
+from meshfilter.util.digest import sha256_hex
 
 OciFetcher = Callable[[str], bytes]
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def verify_sha256(data: bytes, expected: str | None, *, where: str) -> bytes:
