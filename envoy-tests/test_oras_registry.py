@@ -42,7 +42,7 @@ from meshfilter.oras.formats import (
 from meshfilter.oras.layout import read_layout
 from meshfilter.oras.progress import TtyProgress
 from meshfilter.oras.runtime_config import DEFAULT_ABI_VERSIONS, build_runtime_config
-from meshfilter.oras.testing import RegistryServer
+from meshfilter.testing.registry import RegistryServer
 from meshfilter.util.ports import free_port
 
 pytestmark = pytest.mark.registry
