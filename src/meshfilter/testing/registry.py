@@ -195,7 +195,7 @@ class Fault:
 
     * ``status``: answer this HTTP status (body consumed, not forwarded), then close;
     * ``cut_request_after``: forward the head and this many body bytes, then reset both connections;
-    * ``cut_response_after``: forward the request, relay this many response bytes, then reset;
+    * ``cut_response_after``: forward the request, relay this many response bytes, then close (mid-body);
     * ``delay``: relay the request body and the response in pieces, sleeping this long before each.
     """
 
@@ -227,12 +227,14 @@ class _Conn:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _reset(*socks: socket.socket) -> None:
-    """Drop connections now: linger 0 (a reset once closed), and shut down first, which also wakes the other
-    relay thread blocked in recv on the same socket (a close alone would wait for it)."""
+def _reset(*socks: socket.socket, graceful: bool = False) -> None:
+    """Drop connections now: linger 0 (a reset once closed; ``graceful``: a plain close, so what was sent
+    still arrives before the end), and shut down first, which also wakes the other relay thread blocked in
+    recv on the same socket (a close alone would wait for it)."""
     for s in socks:
         try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if not graceful:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
@@ -391,7 +393,7 @@ class FaultProxy:
                 if cut is not None:
                     if state.relayed + len(data) > cut:
                         client.sendall(data[:cut - state.relayed])
-                        _reset(client, upstream)
+                        _reset(client, upstream, graceful=True)  # the client reads those bytes, then the end
                         return
                     state.relayed += len(data)
                 client.sendall(data)
