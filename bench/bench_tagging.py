@@ -1,42 +1,43 @@
-"""Overhead of the header-tagging filter in a real Envoy: Lua vs Wasm, 1 rule vs 20 rules.
+"""Overhead of the header-tagging filter in a real Envoy: Lua vs Wasm, 1 rule vs 20 rules, and where
+the Wasm module's time goes.
 
-Variants, each its own Envoy (concurrency 1, pinned to CPU 0 with taskset), all started once and
-measured in alternation over rounds; wrk runs pinned to CPU 1 against a direct-response route (no
-upstream, so the filter is what differs):
+The variants are the table VARIANTS below (one entry each; bench/_envoy_bench.py runs them: one Envoy
+each pinned to CPU 0, wrk pinned to CPU 1 against a direct-response route, alternated rounds,
+medians, Envoy CPU µs per request from /proc, ratios to no filter, load average recorded; a busy
+machine's table is marked NOT A RESULT and not written).
 
-* ``none``      -- no filter (baseline)
-* ``lua-1``     -- the seed's rule (user-agent contains iPhone13) as generated Lua
-* ``lua-20``    -- 19 non-matching rules, then the seed rule (every rule is evaluated)
-* ``wasm-1`` / ``wasm-20`` -- the same rule sets as Wasm (``meshfilter.wasm.build_tag_rules``)
+* ``lua-N`` / ``wasm-N``: ``meshfilter lua tag`` output and ``meshfilter wasm build tag-rules`` for N
+  rules: N - 1 rules that do not match the request, then the seed rule (user-agent contains iPhone13);
+* the probes decompose the Wasm module: a no-op (the fixed cost of a Wasm filter), reading the
+  request headers with ``proxy_get_header_map_pairs`` (the host serializes every header and calls the
+  module's allocator for the buffer: a second VM entry), reading one header with
+  ``proxy_get_header_map_value``, and the module without its explicit route-cache clear.
 
-Reported: median requests/s and its ratio to ``none``; Envoy CPU time per request (utime+stime from
-/proc over the run divided by requests) and the filter's extra CPU per request over ``none``.
+Writes the ``tagging`` section of docs/benchmarks.md.
 
-    python bench/bench_tagging.py [--duration 5] [--rounds 3] [--connections 8] [--no-write]
+    python bench/bench_tagging.py [--seconds 5] [--rounds 5] [--connections 8] [--only NAME] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._report import median, write_section  # noqa: E402
-from meshfilter.envoy.bootstrap import filter_bootstrap, wasm_code, wasm_filter  # noqa: E402
-from meshfilter.envoy.runner import EnvoyProcess, ProcessBackend  # noqa: E402
+from bench import _envoy_bench as eb  # noqa: E402
+from bench._report import write_section  # noqa: E402
+from meshfilter.envoy.bootstrap import wasm_code, wasm_filter  # noqa: E402
 from meshfilter.filters import tagging as t  # noqa: E402
 from meshfilter.k8s.lua_envoyfilter import lua_http_filter  # noqa: E402
 from meshfilter.lua.codegen import compile_rules  # noqa: E402
-from meshfilter.wasm import build_tag_rules  # noqa: E402
+from meshfilter.wasm import ModuleBuilder, build_tag_rules  # noqa: E402
+from meshfilter.wasm.codegen import MapType  # noqa: E402
 
 UA = "Mozilla/5.0 (iPhone13,2; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+BASELINE = "none"
 
 
 def ruleset(n: int) -> t.RuleSet:
@@ -50,88 +51,67 @@ def ruleset(n: int) -> t.RuleSet:
     return t.make_ruleset(rules, [("x-asm-prefer-tag", "version-base")])
 
 
-def wasm_http_filter(rs: t.RuleSet) -> dict[str, Any]:
-    module = build_tag_rules(rs)
-    return wasm_filter(code=wasm_code(inline=module), configuration="", root_id="", vm_id="tag-rules",
-                       name="tag-rules")
+def wasm(module: bytes) -> list[dict[str, Any]]:
+    return [wasm_filter(code=wasm_code(inline=module), configuration="", root_id="", vm_id="tag-rules",
+                        name="tag-rules")]
 
 
-def variants() -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {"none": []}
+def probe_module(*, pairs: bool = False, get: bool = False) -> bytes:
+    """A request callback that only reads the request headers (all pairs, or user-agent) and continues."""
+    mb = ModuleBuilder()
+    slots = mb.reserve(8)
+    out = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
+    body = [mb.reset_heap()]
+    if pairs:
+        body.append(f"(drop (call {mb.use('proxy_get_header_map_pairs')} (i32.const {MapType.REQUEST_HEADERS}) {out}))")
+    if get:
+        ua = mb.data("user-agent")
+        body.append(f"(drop (call {mb.use('proxy_get_header_map_value')} (i32.const {MapType.REQUEST_HEADERS}) "
+                    f"{ua.ptr} {ua.len} {out}))")
+    mb.callback("proxy_on_request_headers", "\n".join([*body, "(i32.const 0)"]))
+    return mb.build()
+
+
+def variants() -> list[eb.Variant]:
+    """The table: one entry per variant (the sdk adds "tagging example from Python" here)."""
+    V = eb.Variant
+    out = [V(BASELINE, [], "direct response, no HTTP filter")]
     for n in (1, 20):
-        out[f"lua-{n}"] = [lua_http_filter(compile_rules(ruleset(n)))]
-        out[f"wasm-{n}"] = [wasm_http_filter(ruleset(n))]
+        module = build_tag_rules(ruleset(n))
+        out.append(V(f"lua-{n}", [lua_http_filter(compile_rules(ruleset(n)))], f"`meshfilter lua tag`, {n} rule(s)"))
+        out.append(V(f"wasm-{n}", wasm(module), f"`meshfilter wasm build tag-rules`, {n} rule(s)", module))
+    noclear = build_tag_rules(ruleset(1), clear_route_cache=False)
+    noop, pairs, get = probe_module(), probe_module(pairs=True), probe_module(get=True)
+    out += [
+        V("wasm-1, no clear", wasm(noclear), "wasm-1 without the foreign-function route-cache clear", noclear),
+        V("probe: no-op", wasm(noop), "fixed cost: stream context + 1 VM entry", noop),
+        V("probe: read all headers", wasm(pairs), "+ proxy_get_header_map_pairs (and its allocator call)", pairs),
+        V("probe: read user-agent", wasm(get), "+ proxy_get_header_map_value (and its allocator call)", get),
+    ]
     return out
-
-
-def wrk(url: str, *, duration: int, connections: int) -> tuple[float, int]:
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-H", f"user-agent: {UA}", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    if "Non-2xx" in out:
-        raise RuntimeError(f"non-2xx responses from {url}:\n{out}")
-    return rps, total
-
-
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
+    eb.add_arguments(ap, rounds=5, seconds=5, connections=8)
     args = ap.parse_args()
-
-    load_before = loadavg()
-    backend = ProcessBackend()
-    envoys: dict[str, EnvoyProcess] = {}
-    rps: dict[str, list[float]] = {}
-    cpu: dict[str, list[float]] = {}
-    try:
-        for name, filters in variants().items():
-            envoys[name] = backend.start(filter_bootstrap(filters), name=f"bench-{name}", cpu=0,
-                                         log_level="warning")
-            rps[name], cpu[name] = [], []
-        for env in envoys.values():  # warm-up (JIT, VM start, connection pools)
-            wrk(env.url("main", "/"), duration=1, connections=args.connections)
-        for rnd in range(args.rounds):
-            order = list(envoys) if rnd % 2 == 0 else list(reversed(envoys))
-            for name in order:
-                env = envoys[name]
-                c0 = env.cpu_seconds()
-                r, total = wrk(env.url("main", "/"), duration=args.duration, connections=args.connections)
-                c1 = env.cpu_seconds()
-                rps[name].append(r)
-                cpu[name].append((c1 - c0) / max(total, 1) * 1e6)
-                print(f"round {rnd + 1} {name:8s} {r:10.0f} req/s {cpu[name][-1]:7.1f} us CPU/req", flush=True)
-                time.sleep(0.2)
-    finally:
-        for env in envoys.values():
-            env.stop()
-
-    load_after = loadavg()
-    base_rps, base_cpu = median(rps["none"]), median(cpu["none"])
-    lines = ["### Header tagging: Lua vs Wasm filter overhead", "",
-             "Request: `user-agent` matching only the last rule (so all rules run); direct-response route, "
-             f"Envoy concurrency 1 on CPU 0, `wrk -t1 -c{args.connections} -d{args.duration:g}s` on CPU 1, "
-             f"{args.rounds} alternating rounds, medians.", "",
-             "| variant | req/s | ratio to no filter | Envoy CPU µs/req | filter CPU µs/req over no filter |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for name in envoys:
-        r, c = median(rps[name]), median(cpu[name])
-        lines.append(f"| {name} | {r:,.0f} | {r / base_rps:.2f} | {c:.1f} | {c - base_cpu:+.1f} |")
-    cores = os.cpu_count() or 1
-    lines += ["", f"Load average (1 min) before/after the run: {load_before:.1f} / {load_after:.1f} on {cores} cores."]
-    if max(load_before, load_after) > cores:
-        lines.append("**The machine was overloaded by other work during this run: these numbers are not "
-                     "reliable; re-run on an idle machine.**")
-    body = "\n".join(lines)
+    result = eb.run(eb.select(variants(), args.only, BASELINE), rounds=args.rounds, seconds=args.seconds,
+                    connections=args.connections, headers=[("user-agent", UA)])
+    body = "\n".join([
+        "### Header tagging: Lua vs Wasm filter overhead (`bench/bench_tagging.py`)",
+        "",
+        "Request: `user-agent` matching only the last rule (so all rules run). " + eb.method(result),
+        "",
+        eb.conditions(result),
+        "",
+        *eb.table(result, BASELINE),
+        "",
+        "The *probe* rows take the Wasm module apart (see the *shows* column; the difference of two rows' "
+        "*Envoy CPU µs/req* is what the added step costs); docs/architecture/wasm-tag-rules.md explains "
+        "where the time goes.",
+    ])
     print(body)
-    if not args.no_write:
+    if eb.should_write(result, write=not args.no_write, write_noisy=args.write_noisy):
         write_section("tagging", body)
     return 0
 

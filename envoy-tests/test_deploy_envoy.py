@@ -14,9 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from meshfilter.k8s.secret import decode
 from meshfilter.oras.client import RegistryClient
 from meshfilter.oras.formats import build_artifact
 from meshfilter.oras.runtime_config import build_runtime_config
+from meshfilter.testing.file_server import serve_directory
 from meshfilter.testing.registry import RegistryServer
 from meshfilter.wasm import build_propagate_header
 
@@ -167,18 +166,8 @@ def test_envoyfilter_from_url_is_fetched_and_verified(module: bytes, tmp_path: P
     (tmp_path / "f.wasm").write_bytes(module)
     sha = hashlib.sha256(module).hexdigest()
 
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *a: Any, **kw: Any) -> None:
-            super().__init__(*a, directory=str(tmp_path), **kw)
-
-        def log_message(self, *a: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/f.wasm"
+    with serve_directory(tmp_path) as served:
+        url = f"{served}/f.wasm"
         base = ["deploy", "envoyfilter", "--name", "f", "--url", url, "--root-id", ROOT_ID, "--parameters", PARAMS,
                 "--validate"]
         rc, out, err = _cli([*base, "--sha256", sha], capsys)
@@ -188,9 +177,6 @@ def test_envoyfilter_from_url_is_fetched_and_verified(module: bytes, tmp_path: P
         assert code["remote"]["sha256"] == sha and code["remote"]["http_uri"]["uri"] == url
         rc, out, err = _cli([*base, "--sha256", "0" * 64], capsys)
         assert rc == 1 and out == "" and "module sha256 is" in err
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize(("args", "envoy_says"), [

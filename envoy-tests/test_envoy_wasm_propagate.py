@@ -63,6 +63,14 @@ def test_header_is_added_replaced_and_collapsed(start: Start, echo: EchoServer, 
     assert values(several, "x-keep") == ["1"]
 
 
+def test_configured_name_is_lower_cased_by_envoy(start: Start, echo: EchoServer) -> None:
+    """The module passes the name as configured; Envoy lower-cases header names itself."""
+    env = start(bs.filter_bootstrap([propagate(config='{"head_tag_name": "Route-V", "head_tag_value": "x"}')],
+                                    upstream=(echo.host, echo.port)))
+    got = get(env, [("route-v", "a"), ("ROUTE-V", "b")])
+    assert [(k, v) for k, v in got["raw_headers"] if k.lower() == "route-v"] == [("route-v", "x")]
+
+
 def _routes_v2_first() -> list[dict[str, Any]]:
     """Route 1 matches route-v: hello2v2 and tags the request x-route: v2; route 2 is the default."""
     v2 = bs.route_to_cluster("upstream", headers=[bs.header_exact("route-v", "hello2v2")])
@@ -81,6 +89,17 @@ def _listener_bootstrap(filters: list[dict[str, Any]], echo: EchoServer) -> dict
 @pytest.mark.parametrize("abi", ["0.2.1", "0.1.0"])
 def test_route_is_reselected_after_cors_resolved_it(start: Start, echo: EchoServer, abi: str) -> None:
     env = start(_listener_bootstrap([bs.cors_filter(), propagate(abi)], echo))
+    got = get(env, [("route-v", "v1"), ("origin", "http://example.com")])
+    assert values(got, "route-v") == ["hello2v2"]
+    assert values(got, "x-route") == ["v2"]
+
+
+def test_envoy_140_reselects_without_the_modules_clear(start: Start, echo: EchoServer) -> None:
+    """Envoy 1.40 clears the route cache itself when a Wasm filter changes a request header, so the
+    ``clear_route_cache=False`` build (``--no-clear-route-cache``) routes on the header here too."""
+    module = build_propagate_header(clear_route_cache=False)
+    wasm = bs.wasm_filter(code=bs.wasm_code(inline=module), configuration=CONFIG, root_id=ROOT_ID)
+    env = start(_listener_bootstrap([bs.cors_filter(), wasm], echo))
     got = get(env, [("route-v", "v1"), ("origin", "http://example.com")])
     assert values(got, "route-v") == ["hello2v2"]
     assert values(got, "x-route") == ["v2"]

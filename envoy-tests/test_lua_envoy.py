@@ -34,9 +34,10 @@ from meshfilter.k8s.envoyfilter import patch_values
 from meshfilter.k8s.lua_envoyfilter import lua_envoy_filter
 from meshfilter.lua.codegen import compile_rules
 from meshfilter.lua.inprocess import run_request
+from meshfilter.testing.tagging import load_vectors
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "data" / "tagging_vectors.yaml"
-TABLE = t.load_vectors(VECTORS)
+TABLE = load_vectors(VECTORS)
 Headers = list[tuple[str, str]]
 # a Lua error in Envoy's log: "[error][lua] ... script log: ..." or "... lua ... error"
 LUA_ERROR = re.compile(r"\[(error|critical)\]\[lua\]|script log: .*attempt|lua_filter.*error", re.I)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from meshfilter.cli import deploy_checks as validate
 from meshfilter.errors import DigestMismatchError, K8sError, UsageError
-from meshfilter.k8s import envoy_check, output, secret, validate
+from meshfilter.k8s import envoy_check, output, secret
 from meshfilter.k8s.asm import asm_filter_deployment
 from meshfilter.k8s.envoyfilter import envoy_filter, http_filter_patch, patch_values, proxy_version_regex
 from meshfilter.k8s.schema import schema_errors
@@ -31,8 +32,9 @@ def test_proxy_version_regex(version: str, regex: str) -> None:
 
 @pytest.mark.parametrize("bad", ["", "1.x", "v1.7", "1.7.3.4", "1..2", "1.7;rm"])
 def test_proxy_version_regex_refuses(bad: str) -> None:
-    with pytest.raises(UsageError, match="--istio-version"):
+    with pytest.raises(UsageError, match="istio_version") as info:  # the field; the CLI spells it --istio-version
         proxy_version_regex(bad)
+    assert info.value.where == "istio_version"
 
 
 def test_http_filter_patch_shape() -> None:
@@ -168,7 +170,7 @@ def test_envoy_part_fetches_and_verifies(tmp_path: Path) -> None:
     # EnvoyFilter with a proxy-side file: needs the module locally
     ef = wasm_envoy_filter("f", patch_context="ANY", code=code_source(module_path="/nonexistent/f.wasm"),
                            root_id="r", configuration="")
-    with pytest.raises(UsageError, match="--module FILE"):
+    with pytest.raises(UsageError, match="`module` FILE"):
         envoy_check.envoy_part(ef)
     assert envoy_check.envoy_part(ef, module=MODULE)[0]["typed_config"]["config"]["vm_config"]["code"] == {
         "local": {"inline_bytes": base64.b64encode(MODULE).decode()}}

@@ -15,9 +15,10 @@ from meshfilter.filters import tagging as t
 from meshfilter.lua import check
 from meshfilter.lua.codegen import LuaScript, check_script, compile_rules, generate, lua_string
 from meshfilter.lua.inprocess import run_request
+from meshfilter.testing.tagging import Vector, load_vectors
 
 VECTORS = Path(__file__).parent / "data" / "tagging_vectors.yaml"
-TABLE = t.load_vectors(VECTORS)
+TABLE = load_vectors(VECTORS)
 SCRIPTS = {name: compile_rules(rs) for name, rs in TABLE.rulesets.items()}
 
 
@@ -117,7 +118,7 @@ def test_owner_of_default_and_scaffolding() -> None:
 
 
 @pytest.mark.parametrize("vector", TABLE.vectors, ids=lambda v: v.id)
-def test_inprocess_lua_equals_reference_on_shared_vectors(vector: t.Vector) -> None:
+def test_inprocess_lua_equals_reference_on_shared_vectors(vector: Vector) -> None:
     rs = TABLE.rulesets[vector.ruleset]
     run = run_request(SCRIPTS[vector.ruleset], list(vector.headers))
     assert t.observe(run.headers, rs.set_names()) == vector.expect

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from meshfilter.cli._rules import from_short_form
 from meshfilter.errors import ConfigError
 from meshfilter.filters import tagging as t
+from meshfilter.testing.tagging import load_vectors
 
 VECTORS = Path(__file__).parent / "data" / "tagging_vectors.yaml"
 
@@ -28,15 +30,15 @@ def test_seed_yaml_equals_seed_ruleset() -> None:
 
 
 def test_short_form_equals_yaml_apart_from_name() -> None:
-    rs = t.from_short_form(header="user-agent", kind="contains", value="iPhone13",
-                           sets=["x-asm-prefer-tag=version-gray"], elses=["x-asm-prefer-tag=version-base"])
+    rs = from_short_form(header="user-agent", kind="contains", value="iPhone13",
+                         sets=["x-asm-prefer-tag=version-gray"], elses=["x-asm-prefer-tag=version-base"])
     assert rs.rules[0].match == t.seed_ruleset().rules[0].match
     assert rs.default == t.seed_ruleset().default
     assert rs.rules[0].name == "rule 1"
 
 
 def test_to_dict_round_trips() -> None:
-    table = t.load_vectors(VECTORS)
+    table = load_vectors(VECTORS)
     for rs in table.rulesets.values():
         assert t.from_dict(t.to_dict(rs)) == rs
 
@@ -156,11 +158,11 @@ def test_bad_rules_are_one_clear_line(text: str, fragment: str) -> None:
 ])
 def test_short_form_errors(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        t.from_short_form(**kwargs)  # type: ignore[arg-type]
+        from_short_form(**kwargs)  # type: ignore[arg-type]
 
 
 def test_else_only_short_form() -> None:
-    rs = t.from_short_form(header=None, kind=None, value=None, sets=[], elses=["x-tag=all"])
+    rs = from_short_form(header=None, kind=None, value=None, sets=[], elses=["x-tag=all"])
     assert rs.rules == () and t.evaluate(rs, [("x-tag", "c")]) == [("x-tag", "all")]
 
 
@@ -181,7 +183,7 @@ def test_load_rules_file(tmp_path: Path) -> None:
 
 
 def test_vector_table_shape_and_reference_agrees_with_hand_written_expectations() -> None:
-    table = t.load_vectors(VECTORS)
+    table = load_vectors(VECTORS)
     assert len(table.vectors) >= 40
     portable = [v for v in table.vectors if not v.lua_only]
     assert len(portable) >= 40
@@ -194,3 +196,75 @@ def test_vector_table_shape_and_reference_agrees_with_hand_written_expectations(
         rs = table.rulesets[v.ruleset]
         assert set(v.expect) == set(rs.set_names()), v.id
         assert t.observe(t.evaluate(rs, list(v.headers)), rs.set_names()) == v.expect, v.id
+
+
+# -- parsed once ---------------------------------------------------------------------------------
+
+
+def _count_rule_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every run of the match-header check (one per rule parsed)."""
+    from meshfilter.filters.tagging import model
+
+    calls: list[str] = []
+    real = model._check_match_name
+
+    def counting(name: object, where: str) -> str:
+        calls.append(where)
+        return real(name, where)
+
+    monkeypatch.setattr(model, "_check_match_name", counting)
+    return calls
+
+
+def test_a_rules_file_is_checked_once_and_backends_do_not_check_it_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshfilter.lua.codegen import compile_rules
+    from meshfilter.wasm.tag_rules import render_tag_rules
+
+    calls = _count_rule_checks(monkeypatch)
+    rs = t.loads_rules(SEED_YAML)
+    assert calls == ["rules.yaml: rule 1 (iphone13)"]
+    assert t.validate_ruleset(rs) is rs
+    compile_rules(rs)
+    render_tag_rules(rs)
+    assert len(calls) == 1
+
+
+def test_the_short_form_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_rule_checks(monkeypatch)
+    from_short_form(header="user-agent", kind="contains", value="iPhone13", sets=["x=1"], elses=["x=0"])
+    assert calls == ["command line: rule 1"]
+
+
+def test_a_rule_set_built_by_hand_is_parsed_before_a_backend_uses_it() -> None:
+    import dataclasses
+
+    from meshfilter.lua.codegen import compile_rules
+
+    hand = t.RuleSet(rules=(t.Rule("a", t.Match("User-Agent", "contains", "x"), (("X-Tag", "1"),)),))
+    parsed = t.validate_ruleset(hand)
+    assert parsed is not hand and parsed.rules[0].match.header == "user-agent"
+    assert parsed.rules[0].set == (("x-tag", "1"),)
+    assert t.validate_ruleset(parsed) is parsed
+    bad = t.RuleSet(rules=(t.Rule("a", t.Match("ua", "contains", "x"), (("x", "a\r\nb"),)),))
+    with pytest.raises(ConfigError, match=r"^rule 1 \(a\): value of x 'a\\r\\nb' contains CR, LF or NUL"):
+        compile_rules(bad)
+    # a copy changed with dataclasses.replace is no longer marked parsed
+    changed = dataclasses.replace(t.seed_ruleset(), default=(("host", "evil"),))
+    with pytest.raises(ConfigError, match="header 'host' cannot be set"):
+        compile_rules(changed)
+    # make_ruleset parses rules that did not come from make_rule
+    with pytest.raises(ConfigError, match=r"rule 1 \(a\): match header name 'bad name'"):
+        t.make_ruleset([t.Rule("a", t.Match("bad name", "present"), (("x", "1"),))])
+
+
+def test_load_rules_names_the_field_and_the_cli_spells_the_flag(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from meshfilter.cli import main
+
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError) as info:
+        t.load_rules(missing)
+    assert info.value.line() == f"{missing}: rules file not found (hint: check the path given to `rules`)"
+    assert main(["lua", "tag", "--rules", str(missing)]) == 2
+    assert capsys.readouterr().err == (f"meshfilter: error: {missing}: rules file not found "
+                                       "(hint: check the path given to --rules)\n")

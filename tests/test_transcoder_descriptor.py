@@ -63,7 +63,7 @@ def test_not_found_lists_available_services() -> None:
     with pytest.raises(TranscoderError) as ei:
         select_services(_two_packages(), ["org.feuyeux.grpc"], ["Nope"])
     line = ei.value.line()
-    assert "no service matches --proto_pkg org.feuyeux.grpc --proto_svc Nope" in line
+    assert "no service matches `proto_pkg` org.feuyeux.grpc `proto_svc` Nope" in line
     assert "acme.shop.CartService" in line and "org.feuyeux.grpc.LandingService" in line
 
 
@@ -76,7 +76,7 @@ def test_unannotated_methods_warn_and_suggest_auto_mapping() -> None:
     services = select_services(_two_packages(), ["acme.shop"], ["^CartService$"])
     (warning,) = unannotated_warnings(services)
     assert "acme.shop.CartService.Get has no google.api.http annotation" in warning
-    assert "--auto-mapping" in warning and "POST /acme.shop.CartService/Get" in warning
+    assert "`auto_mapping`" in warning and "POST /acme.shop.CartService/Get" in warning
 
 
 def test_bad_descriptor_bytes() -> None:

@@ -123,7 +123,7 @@ def test_proxy_version_regex_is_derived_not_looked_up(version: str, regex: str, 
 def test_bad_version_is_a_usage_error_on_the_version_flag(bad: str) -> None:
     with pytest.raises(UsageError) as ei:
         proxy_version_regex(bad)
-    assert ei.value.where == "--version"
+    assert ei.value.where == "version"  # the field; the CLI spells it --version
 
 
 def test_modern_filter_name_and_options() -> None:
@@ -177,7 +177,8 @@ def test_sidecar_inbound_selects_the_server_workload_on_its_port() -> None:
 def test_unsupported_context_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as ei:
         transcoder_envoyfilter(descriptor=descriptor_set(), services=[SERVICE], context="gateway")
-    assert "--context GATEWAY" in ei.value.line()
+    assert "`context` GATEWAY" in ei.value.line()
+    assert "--context GATEWAY" in ei.value.line({"context": "--context"}.get)
     with pytest.raises(UsageError):
         transcoder_envoyfilter(descriptor=descriptor_set(), services=[SERVICE], context="SIDECAR_OUTBOUND")
 

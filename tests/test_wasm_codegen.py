@@ -133,3 +133,40 @@ def test_snippets_declare_their_imports_and_call_the_host() -> None:
         assert ex["proxy_on_request_headers"](store, *args) == 0
     assert calls == [("log", 4, 4), ("replace", 0, 1, 1), ("foreign", len("clear_route_cache")),
                      ("log", 4, 4), ("replace", 0, 1, 1), ("clear",)]
+
+
+def test_data_reuses_substrings_but_never_scratch_space() -> None:
+    mb = ModuleBuilder()
+    scratch = mb.reserve(4)
+    whole = mb.data("clear_route_cache")
+    assert mb.data("route") == type(whole)(whole.offset + len("clear_"), 5)  # inside a longer string
+    assert mb.data(b"\0\0") != scratch and not scratch.offset <= mb.data(b"\0\0").offset < scratch.offset + 4
+
+
+def test_zero_bytes_at_either_end_of_data_cost_nothing() -> None:
+    def size(lead: int, tail: int) -> int:
+        mb = ModuleBuilder()
+        mb.reserve(lead)
+        mb.data("x")
+        mb.reserve(tail)
+        return len(mb.build())
+
+    # (a byte or two for longer address constants, not the 64 or 300 zero bytes)
+    assert size(64, 0) - size(0, 0) <= 4 and size(0, 300) - size(0, 0) <= 4
+    mb = ModuleBuilder()
+    slots = mb.reserve(8)
+    text = mb.data("abc")
+    store, ex = _instance(mb.build())
+    mem = ex["memory"].data_ptr(store)
+    assert bytes(mem[text.offset:text.offset + 3]) == b"abc"  # placed where its Segment says
+    assert bytes(mem[slots.offset:slots.offset + 8]) == bytes(8)
+
+
+def test_abi_marker_is_an_alias_and_unused_heap_globals_are_left_out() -> None:
+    mb = ModuleBuilder()
+    mb.callback("proxy_on_request_headers", "(i32.const 0)")
+    wat = mb.render()
+    assert '(export "proxy_abi_version_0_2_1" (func $alloc))' in wat
+    assert "$heap_base" not in wat and "$heap_start" not in wat
+    mb.callback("proxy_on_configure", f"{mb.reset_heap()} (i32.const 1)")
+    assert "(global $heap_base" in mb.render()

@@ -20,6 +20,7 @@ from meshfilter.errors import UsageError
 from meshfilter.filters.propagate import LOG_PREFIX, PROBLEMS, ROOT_ID, PropagateConfigError, parse_config
 from meshfilter.wasm import build_propagate_header
 from meshfilter.wasm.emulator import HostEmulator
+from meshfilter.wasm.propagate import pack_strings
 
 MODULES = {abi: build_propagate_header(abi=abi) for abi in ("0.2.1", "0.1.0")}
 GOOD = b'{"head_tag_name": "route-v", "head_tag_value": "hello2v2"}'
@@ -104,6 +105,30 @@ def test_exports_only_what_the_filter_needs(abi: str) -> None:
 @pytest.mark.parametrize("abi", sorted(MODULES))
 def test_module_is_small(abi: str) -> None:
     assert len(MODULES[abi]) < 4096, len(MODULES[abi])
+
+
+@pytest.mark.parametrize(("abi", "root_id", "budget"), [("0.2.1", ROOT_ID, 2450), ("0.1.0", ROOT_ID, 2400),
+                                                       ("0.2.1", "", 2300)])
+def test_module_stays_within_its_size_budget(abi: str, root_id: str, budget: int) -> None:
+    """The rewritten module's size (docs/architecture/wasm-codegen.md, "Size"); was 3,156 bytes."""
+    assert len(build_propagate_header(abi=abi, root_id=root_id)) <= budget
+
+
+def test_pack_strings_holds_every_string_in_less_room() -> None:
+    parts = [b"missing key ", b"head_tag_name", b"head_tag_name is empty", b"name", b"key head", b"x"]
+    packed = pack_strings(parts)
+    assert all(p in packed for p in parts)
+    assert len(packed) < len(b"".join(set(parts))) - 20
+    assert pack_strings([]) == b"" and pack_strings([b"a", b"a"]) == b"a"
+
+
+def test_module_without_route_cache_clear_only_replaces(host: Host) -> None:
+    abi = "0.1.0" if host.abi01 else "0.2.1"
+    h = Host(build_propagate_header(abi=abi, clear_route_cache=False))
+    assert not h.imports & {"proxy_call_foreign_function", "proxy_clear_route_cache"}
+    assert h.configure(GOOD)
+    h.request([("route-v", "a"), ("route-v", "b")])
+    assert h.headers == [("route-v", "hello2v2")] and h.route_cache_clears == 0 and h.foreign_calls == []
 
 
 def test_build_is_deterministic() -> None:
@@ -354,6 +379,8 @@ def test_cli_builds_the_module(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli_main(["wasm", "build", "propagate-header", "-o", str(out), "--abi", "0.1.0"]) == 0
     assert out.read_bytes() == MODULES["0.1.0"]
     assert "bytes, proxy-wasm ABI 0.1.0" in capsys.readouterr().err
+    assert cli_main(["wasm", "build", "propagate-header", "-o", str(out), "--no-clear-route-cache"]) == 0
+    assert out.read_bytes() == build_propagate_header(clear_route_cache=False)
     wat = tmp_path / "p.wat"
     assert cli_main(["wasm", "build", "propagate-header", "-o", str(wat), "--wat"]) == 0
     assert wat.read_text().startswith("(module")

@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from meshfilter.cli import main
 from meshfilter.errors import ConfigError
 from meshfilter.filters import tagging as t
+from meshfilter.testing.tagging import Vector, load_vectors
 from meshfilter.wasm import build_tag_rules
 from meshfilter.wasm.emulator import HostEmulator, detect_abi
 from meshfilter.wasm.tag_rules import render_tag_rules
 
 VECTORS = Path(__file__).parent / "data" / "tagging_vectors.yaml"
-TABLE = t.load_vectors(VECTORS)
+TABLE = load_vectors(VECTORS)
 PORTABLE = sorted(name for name, rs in TABLE.rulesets.items() if not rs.uses_lua_only())
 
 
@@ -37,7 +38,7 @@ def lower(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("vector", [v for v in TABLE.vectors if not v.lua_only], ids=lambda v: v.id)
-def test_shared_vectors_match_expectation_and_reference(vector: t.Vector) -> None:
+def test_shared_vectors_match_expectation_and_reference(vector: Vector) -> None:
     rs = TABLE.rulesets[vector.ruleset]
     got = run(emulator_for(vector.ruleset), list(vector.headers))
     assert t.observe(got, rs.set_names()) == vector.expect

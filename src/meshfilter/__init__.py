@@ -5,7 +5,7 @@ Docker SDK, gRPC and wasmtime load only when a name that needs them is used). Se
 docs/architecture.md for the module map.
 
     import meshfilter
-    wasm = meshfilter.build_propagate_header()                # bytes of a ~3 KB proxy-wasm module
+    wasm = meshfilter.build_propagate_header()                # bytes of a ~2.4 KB proxy-wasm module
     emu = meshfilter.HostEmulator(wasm, root_id="propaganda_filter_root",
                                   plugin_config=b'{"head_tag_name":"route-v","head_tag_value":"hello2v2"}')
 """
@@ -42,12 +42,12 @@ _LAZY: dict[str, str] = {
     # filters: reference semantics
     "PropagateConfig": "meshfilter.filters.propagate",
     "parse_propagate_config": "meshfilter.filters.propagate:parse_config",
-    "RuleSet": "meshfilter.filters.tagging",
-    "Rule": "meshfilter.filters.tagging",
-    "Match": "meshfilter.filters.tagging",
-    "load_rules": "meshfilter.filters.tagging",
-    "evaluate_rules": "meshfilter.filters.tagging:evaluate",
-    "seed_ruleset": "meshfilter.filters.tagging",
+    "RuleSet": "meshfilter.filters.tagging.model",
+    "Rule": "meshfilter.filters.tagging.model",
+    "Match": "meshfilter.filters.tagging.model",
+    "load_rules": "meshfilter.filters.tagging.loader",
+    "evaluate_rules": "meshfilter.filters.tagging.semantics:evaluate",
+    "seed_ruleset": "meshfilter.filters.tagging.model",
     # wasm
     "build_propagate_header": "meshfilter.wasm.propagate",
     "build_tag_rules": "meshfilter.wasm.tag_rules",
@@ -82,6 +82,7 @@ _LAZY: dict[str, str] = {
     "asm_filter_deployment": "meshfilter.k8s.asm",
     "wasm_plugin": "meshfilter.k8s.wasmplugin",
     "wasm_envoy_filter": "meshfilter.k8s.wasm_envoyfilter",
+    "envoy_extension_policy": "meshfilter.k8s.envoy_gateway",
     "lua_envoy_filter": "meshfilter.k8s.lua_envoyfilter",
     "envoy_filter": "meshfilter.k8s.envoyfilter",
     "proxy_version_regex": "meshfilter.k8s.envoyfilter",
@@ -108,10 +109,12 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from meshfilter.envoy.validate import validate_bootstrap
     from meshfilter.filters.propagate import PropagateConfig
     from meshfilter.filters.propagate import parse_config as parse_propagate_config
-    from meshfilter.filters.tagging import Match, Rule, RuleSet, load_rules, seed_ruleset
-    from meshfilter.filters.tagging import evaluate as evaluate_rules
+    from meshfilter.filters.tagging.loader import load_rules
+    from meshfilter.filters.tagging.model import Match, Rule, RuleSet, seed_ruleset
+    from meshfilter.filters.tagging.semantics import evaluate as evaluate_rules
     from meshfilter.k8s.asm import asm_filter_deployment
     from meshfilter.k8s.envoy_check import check_resource
+    from meshfilter.k8s.envoy_gateway import envoy_extension_policy
     from meshfilter.k8s.envoyfilter import envoy_filter, proxy_version_regex
     from meshfilter.k8s.lua_envoyfilter import lua_envoy_filter
     from meshfilter.k8s.output import to_yaml

@@ -14,17 +14,19 @@ from meshfilter.util.fs import atomic_write_bytes
 
 
 def parse_pairs(values: Sequence[str] | None, *, flag: str, form: str = "name=value",
-                example: str | None = None, error: type[UsageError] = UsageError) -> list[tuple[str, str]]:
+                example: str | None = None, hint: str | None = None,
+                error: type[UsageError] = UsageError) -> list[tuple[str, str]]:
     """Parse repeated ``NAME=VALUE`` flags, in order, repeats kept; the one ``k=v`` parser of the CLI.
 
     The value is everything after the first ``=`` (it may hold ``=`` itself). A missing ``=`` or an
-    empty name raises ``error`` naming ``flag``, with ``example`` (default: ``form``) as the hint."""
+    empty name raises ``error`` naming ``flag``, with the hint ``hint`` (default: "write it as FLAG
+    EXAMPLE", ``example`` defaulting to ``form``)."""
     out: list[tuple[str, str]] = []
     for raw in values or ():
         key, sep, value = raw.partition("=")
         if not sep or not key:
             raise error(f"{flag} {raw!r} is not {form}", where=flag,
-                        hint=f"write it as {flag} {example or form}")
+                        hint=hint or f"write it as {flag} {example or form}")
         out.append((key, value))
     return out
 

@@ -11,9 +11,10 @@ import argparse
 
 from meshfilter.cli._common import add_output_flag, write_output
 from meshfilter.cli._rules import add_rule_flags, ruleset_from_args
+from meshfilter.cli.deploy_checks import check_labels
 from meshfilter.filters.tagging import LITERAL_MATCHERS
 from meshfilter.k8s import lua_envoyfilter as lef
-from meshfilter.k8s.validate import PATCH_CONTEXTS, check_labels
+from meshfilter.k8s.checks import PATCH_CONTEXTS
 from meshfilter.lua.codegen import compile_rules
 
 
@@ -48,7 +49,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return 0
     from meshfilter.k8s.output import to_yaml
 
-    selector = check_labels(args.selector, flag="--selector") if args.selector else None
+    selector = check_labels(args.selector, field="selector") if args.selector else None
     doc = lef.lua_envoy_filter(script, name=args.name, namespace=args.namespace, selector=selector,
                                context=args.context, istio_version=args.istio_version, priority=args.priority)
     write_output(to_yaml([doc]), args.output)

@@ -2,7 +2,8 @@
 
 Accepts grpc-transcoder's flags verbatim (``--version --service_port --service_name --proto_pkg
 --proto_svc --descriptor --header``, and its short forms ``-v -p -s -d``) and their hyphenated
-spellings, plus ``--proto FILE.proto [-I DIR ...]`` to compile in-process.
+spellings, plus ``--proto FILE.proto [-I DIR ...]`` to compile in-process. Every option of Envoy's
+GrpcJsonTranscoder is a flag named after its field, in both spellings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from typing import Any
 
 from meshfilter.cli._common import add_output_flag, parse_kv, write_output
+from meshfilter.cli._fields import flags_of
 from meshfilter.errors import UsageError
+from meshfilter.transcoder import config as cfg
 
 GRPC_TRANSCODER_FLAGS = ("descriptor", "proto_pkg", "proto_svc", "service_port", "service_name")
 
@@ -86,6 +89,30 @@ def register(subparsers: Any) -> None:
                      metavar="NAMES", help="query parameters to ignore (repeatable, comma-separated)")
     opt.add_argument(*_both("max_request_body_size"), dest="max_request_body_size", type=int, metavar="BYTES")
     opt.add_argument(*_both("max_response_body_size"), dest="max_response_body_size", type=int, metavar="BYTES")
+    _bool(opt, "stream_sse_style_delimited", "print_options.stream_sse_style_delimited: server streams as "
+                                             "Server-Sent Events (default off)", False)
+    _bool(opt, "match_incoming_request_route", "keep the incoming request's route after transcoding "
+                                               "(route on the HTTP/JSON path, not the gRPC one)", False)
+    _bool(opt, "query_param_unescape_plus", "turn '+' in query parameters into a space (HTML forms)", False)
+    _bool(opt, "match_unregistered_custom_verb", "treat ':verb' at the end of a path as a custom verb even when "
+                                                 "no template registers it", False)
+    _bool(opt, "case_insensitive_enum_parsing", "accept enum values in any case in JSON requests ('talk' for "
+                                                "TALK)", False)
+    _bool(opt, "capture_unknown_query_parameters", "put unknown query parameters into an HttpBody request's "
+                                                   "extensions (UnknownQueryParams)", False)
+    opt.add_argument(*_both("url_unescape_spec"), dest="url_unescape_spec", choices=cfg.URL_UNESCAPE_SPECS,
+                     help="how multi-segment path variables are unescaped (Envoy's default "
+                          "ALL_CHARACTERS_EXCEPT_RESERVED)")
+    big = p.add_argument_group("descriptor as a file on the proxy (past the 1.5 MiB object limit)")
+    big.add_argument(*_both("descriptor_path"), dest="descriptor_path", metavar="PATH",
+                     help="emit proto_descriptor: PATH instead of inlining the descriptor, plus a ConfigMap "
+                          "holding it and the gateway annotations that mount it there")
+    big.add_argument(*_both("descriptor_configmap"), dest="descriptor_configmap", metavar="NAME",
+                     help="name of that ConfigMap (default grpc-transcoder-SERVICE_NAME-descriptor)")
+    big.add_argument(*_both("no_descriptor_configmap"), dest="no_descriptor_configmap", action="store_true",
+                     help="emit no ConfigMap: the file reaches the proxy another way")
+    big.add_argument(*_both("gateway_deployment"), dest="gateway_deployment", default="istio-ingressgateway",
+                     metavar="NAME", help="the Deployment the annotations go on (default istio-ingressgateway)")
     out = p.add_argument_group("output")
     out.add_argument(*_both("envoy_config"), dest="envoy_config", action="store_true",
                      help="emit a standalone Envoy bootstrap instead: listener with the transcoder + HTTP/2 "
@@ -99,6 +126,7 @@ def register(subparsers: Any) -> None:
     out.add_argument("--format", choices=("yaml", "json"), default="yaml")
     add_output_flag(out)
     p.set_defaults(handler=run)
+    p.set_defaults(field_flags={"include": "-I"}, flag_table=flags_of(p))
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
@@ -109,6 +137,7 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
 
 
 def _headers(values: list[str] | None) -> dict[str, str]:
+    from meshfilter.k8s.checks import check_header_name
     from meshfilter.transcoder.descriptor import split_values
 
     items = split_values(values)
@@ -116,16 +145,23 @@ def _headers(values: list[str] | None) -> dict[str, str]:
         if "=" not in raw:
             raise UsageError(f"{raw!r} has no '='", where="--header",
                              hint="write --header HEADER=METADATA_KEY, e.g. --header x-user=user")
-    return parse_kv(items, flag="--header")
+    headers = parse_kv(items, flag="--header")
+    for name, key in headers.items():
+        check_header_name(name, field="header")
+        if not key.strip() or any(c in key for c in "\r\n\0"):
+            raise UsageError(f"the metadata key of {name!r} is {key!r}", where="--header",
+                             hint="write --header HEADER=METADATA_KEY with a non-empty key, e.g. --header x-user=user")
+    return headers
 
 
-def _warn(lines: list[str]) -> None:
+def _warn(lines: list[str], args: argparse.Namespace | None = None) -> None:
+    table = getattr(args, "flag_table", None) or {}
     for line in lines:
-        print(f"meshfilter: warning: {line}", file=sys.stderr)
+        text = UsageError(line).line(table.get) if table else line  # fields in backticks -> this command's flags
+        print(f"meshfilter: warning: {text}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
-    from meshfilter.transcoder import config as cfg
     from meshfilter.transcoder import descriptor as desc
     from meshfilter.transcoder import envoyfilter as efm
     from meshfilter.transcoder.compile import compile_protos
@@ -136,18 +172,33 @@ def run(args: argparse.Namespace) -> int:
     efm.check_port(args.service_port)
     regex = efm.proxy_version_regex(args.version)
     del regex
+    from meshfilter.cli.deploy_checks import check_dns1123_label, check_dns1123_subdomain
+
+    check_dns1123_subdomain(args.service_name, field="service_name", example="grpc-server-svc")
+    check_dns1123_subdomain(f"grpc-transcoder-{args.service_name}", field="service_name", example="grpc-server-svc")
+    if args.namespace is not None:
+        check_dns1123_label(args.namespace, field="namespace")
     selector = None
     if args.selector:
-        from meshfilter.k8s.validate import check_labels
+        from meshfilter.cli.deploy_checks import check_labels
 
-        selector = check_labels(args.selector, flag="--selector")
+        selector = check_labels(args.selector, field="selector")
+    if args.descriptor_path:
+        efm.check_descriptor_path(args.descriptor_path)
+        if args.envoy_config:
+            raise UsageError("`descriptor_path` is for the EnvoyFilter; the bootstrap inlines the descriptor",
+                             where="descriptor_path", hint="drop `envoy_config` or `descriptor_path`")
+    elif args.descriptor_configmap or args.no_descriptor_configmap:
+        raise UsageError("the descriptor ConfigMap goes with `descriptor_path`", where="descriptor_configmap"
+                         if args.descriptor_configmap else "no_descriptor_configmap", hint="add `descriptor_path` PATH")
     options = cfg.TranscoderOptions(
         print_options=cfg.PrintOptions(
             add_whitespace=args.add_whitespace,
             always_print_primitive_fields=args.always_print_primitive_fields,
             always_print_enums_as_ints=args.always_print_enums_as_ints,
             preserve_proto_field_names=args.preserve_proto_field_names,
-            stream_newline_delimited=args.stream_newline_delimited),
+            stream_newline_delimited=args.stream_newline_delimited,
+            stream_sse_style_delimited=args.stream_sse_style_delimited),
         request_validation=cfg.RequestValidationOptions(
             reject_unknown_method=args.reject_unknown_method,
             reject_unknown_query_parameters=args.reject_unknown_query_parameters,
@@ -157,7 +208,13 @@ def run(args: argparse.Namespace) -> int:
         ignored_query_parameters=tuple(desc.split_values(args.ignored_query_parameters)),
         ignore_unknown_query_parameters=args.ignore_unknown_query_parameters,
         max_request_body_size=args.max_request_body_size,
-        max_response_body_size=args.max_response_body_size)
+        max_response_body_size=args.max_response_body_size,
+        match_incoming_request_route=args.match_incoming_request_route,
+        url_unescape_spec=args.url_unescape_spec,
+        query_param_unescape_plus=args.query_param_unescape_plus,
+        match_unregistered_custom_verb=args.match_unregistered_custom_verb,
+        case_insensitive_enum_parsing=args.case_insensitive_enum_parsing,
+        capture_unknown_query_parameters=args.capture_unknown_query_parameters)
 
     if bool(args.descriptor) == bool(args.proto):
         raise UsageError("give exactly one of --descriptor FILE or --proto FILE.proto", where="meshfilter transcoder",
@@ -172,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     services = desc.select_services(fds, desc.split_values(args.proto_pkg), desc.split_values(args.proto_svc),
                                     where=where)
     if not options.auto_mapping:
-        _warn(desc.unannotated_warnings(services))
+        _warn(desc.unannotated_warnings(services), args)
     names = [s.full_name for s in services]
 
     if args.envoy_config:
@@ -193,8 +250,20 @@ def run(args: argparse.Namespace) -> int:
                                   service_port=args.service_port, context=args.context, selector=selector,
                                   namespace=args.namespace)
     docs = [efm.transcoder_envoyfilter(descriptor=data, services=names, filter_name=args.filter_name,
-                                       options=options, **common)]
-    _warn(efm.size_warnings(docs[0]))
+                                       options=options, descriptor_path=args.descriptor_path, **common)]
+    _warn(efm.size_warnings(docs[0]), args)
+    if args.descriptor_path and not args.no_descriptor_configmap:
+        cm_name = args.descriptor_configmap or f"grpc-transcoder-{args.service_name}-descriptor"
+        check_dns1123_subdomain(cm_name, field="descriptor_configmap")
+        cm = efm.descriptor_configmap(cm_name, data, descriptor_path=args.descriptor_path,
+                                      namespace=args.namespace)
+        _warn(efm.size_warnings(cm), args)
+        docs.append(cm)
+        patch = efm.annotations_patch(efm.descriptor_volume_annotations(cm_name, descriptor_path=args.descriptor_path))
+        ns = args.namespace or "istio-system"
+        print(f"meshfilter: note: mount the ConfigMap into the gateway's proxy (it must be in the gateway's "
+              f"namespace): kubectl -n {ns} patch deployment {args.gateway_deployment} --type merge -p "
+              f"'{json.dumps(patch, separators=(',', ':'))}'", file=sys.stderr)
     if headers:
         docs.append(efm.header_to_metadata_envoyfilter(headers, **common))
     write_output(_dump(docs, args.format, header=args.version), args.output)

@@ -6,8 +6,8 @@ On every request the filter replaces the header ``head_tag_name`` so that it hol
 ``head_tag_value``.
 
 :func:`parse_config` is the single validation used everywhere: by ``meshfilter deploy`` to check
-``--parameters``, by tests as the oracle for the Wasm module, and its problem texts are the very
-lines the module logs (``PROBLEMS``), so the Wasm module and Python agree word for word.
+the plugin parameters, by tests as the oracle for the Wasm module, and its problem texts are the
+very lines the module logs (``PROBLEMS``), so the Wasm module and Python agree word for word.
 """
 
 from __future__ import annotations

@@ -7,13 +7,19 @@ configuration the module refuses all fail, and the error carries Envoy's own lin
 
 Where the module comes from:
 
-- ``module=`` bytes given by the caller (``--module FILE``) win; if the resource carries a sha256
+- ``module=`` bytes given by the caller (a local module file) win; if the resource carries a sha256
   of the module (EnvoyFilter remote code, WasmPlugin http(s) url) the bytes must match it;
 - EnvoyFilter: embedded ``inline_bytes``; remote ``http_uri`` fetched here and checked against the
   sha256; a proxy-side ``filename`` needs ``module=``;
 - WasmPlugin: ``oci://`` pulled from the registry (:mod:`meshfilter.oras.client`), ``http(s)://``
   fetched and checked against ``sha256``, ``file://`` read;
-- ASMFilterDeployment: ``image`` pulled from the registry.
+- ASMFilterDeployment: ``image`` pulled from the registry;
+- EnvoyExtensionPolicy (Envoy Gateway): ``Image`` code pulled, ``HTTP`` code fetched and checked against
+  its ``sha256``; its Lua filters run before its Wasm filters, in Envoy Gateway's order.
+
+A WasmPlugin's ``vmConfig.env`` becomes the VM's ``environment_variables`` (inline values as
+``key_values``, ``valueFrom: HOST`` as ``host_env_keys``), as Istio writes it; a WasmPlugin of
+``type: NETWORK`` is a network filter (``envoy.filters.network.wasm``), checked on a TCP listener.
 """
 
 from __future__ import annotations
@@ -21,19 +27,22 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from meshfilter.envoy import bootstrap as b
 from meshfilter.envoy.bootstrap import filter_bootstrap, wasm_code
 from meshfilter.envoy.validate import validate_bootstrap
 from meshfilter.errors import DigestMismatchError, K8sError, RegistryError, UsageError
-from meshfilter.k8s import asm, envoyfilter, wasmplugin
+from meshfilter.k8s import asm, envoy_gateway, envoyfilter, wasmplugin
 from meshfilter.k8s.wasm_envoyfilter import wasm_http_filter
 from meshfilter.util.digest import sha256_hex
 
 OciFetcher = Callable[[str], bytes]
+NETWORK_WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
 
 def verify_sha256(data: bytes, expected: str | None, *, where: str) -> bytes:
@@ -105,7 +114,7 @@ def _module_for_code(code: Mapping[str, Any], module: bytes | None, where: str) 
         if path.is_file():
             return path.read_bytes()
         raise UsageError(f"the module is a file on the proxy ({path}); give it locally to check it",
-                         where=where, hint="pass --module FILE with the same module")
+                         where=where, hint="pass `module` FILE with the same module")
     raise K8sError("the Wasm filter has no code", where=where)
 
 
@@ -134,9 +143,30 @@ def envoy_part(doc: Mapping[str, Any], *, module: bytes | None = None,
             data = fetch_url(url, sha256=sha)
         config = json.dumps(spec["pluginConfig"]) if spec.get("pluginConfig") else ""
         root_id = spec.get("pluginName", "")
-        return [wasm_http_filter(code=wasm_code(inline=data), root_id=root_id, configuration=config,
-                                 vm_id=root_id or doc["metadata"]["name"],
-                                 fail_open=spec.get("failStrategy") == "FAIL_OPEN")]
+        http = wasm_http_filter(code=wasm_code(inline=data), root_id=root_id, configuration=config,
+                                vm_id=root_id or doc["metadata"]["name"],
+                                fail_open=spec.get("failStrategy") == "FAIL_OPEN")
+        env = environment_variables(spec.get("vmConfig", {}).get("env", []))
+        if env:
+            http["typed_config"]["config"]["vm_config"]["environment_variables"] = env
+        if spec.get("type") == "NETWORK":
+            return [network_wasm_filter(http["typed_config"]["config"])]
+        return [http]
+    if kind == envoy_gateway.KIND:
+        spec = doc["spec"]
+        out = [envoy_gateway.lua_http_filter(x) for x in spec.get("lua", [])]
+        for i, ext in enumerate(spec.get("wasm", [])):
+            code = ext["code"]
+            if module is not None:
+                data = verify_sha256(module, code.get("http", {}).get("sha256"), where=name)
+            elif code["type"] == envoy_gateway.CODE_IMAGE:
+                data = fetch_oci(code["image"]["url"])
+            else:
+                data = fetch_url(code["http"]["url"], sha256=code["http"].get("sha256"))
+            http = envoy_gateway.wasm_http_filter(ext, serving_url="unused", sha256=sha256_hex(data),
+                                                  vm_id=ext.get("name") or f"{doc['metadata']['name']}-{i}")
+            out.append(with_inline_code(http, data))
+        return out
     if kind == asm.KIND:
         filt = doc["spec"]["filter"]
         data = module if module is not None else fetch_oci(filt["image"])
@@ -145,10 +175,48 @@ def envoy_part(doc: Mapping[str, Any], *, module: bytes | None = None,
     raise K8sError(f"{kind} has no Envoy part to check", where=name)
 
 
+def environment_variables(env: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Envoy's ``vm_config.environment_variables`` for a WasmPlugin's ``vmConfig.env`` (Istio's mapping)."""
+    out: dict[str, Any] = {}
+    host = [e["name"] for e in env if e.get("valueFrom") == wasmplugin.ENV_HOST]
+    inline = {e["name"]: e.get("value", "") for e in env if e.get("valueFrom") != wasmplugin.ENV_HOST}
+    if host:
+        out["host_env_keys"] = host
+    if inline:
+        out["key_values"] = inline
+    return out
+
+
+def network_wasm_filter(plugin_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``envoy.filters.network.wasm`` network filter running a plugin (a TCP filter)."""
+    return {"name": "envoy.filters.network.wasm",
+            "typed_config": {"@type": NETWORK_WASM_TYPE, "config": dict(plugin_config)}}
+
+
+def is_network_filter(f: Mapping[str, Any]) -> bool:
+    return str(f.get("typed_config", {}).get("@type", "")).startswith("type.googleapis.com/envoy.extensions.filters."
+                                                                      "network.")
+
+
+def tcp_bootstrap(network_filters: Sequence[Mapping[str, Any]], *, upstream: tuple[str, int] = ("127.0.0.1", 9),
+                  listener_port: int = 0, host: str = "127.0.0.1") -> dict[str, Any]:
+    """One TCP listener named ``main`` running ``network_filters``, then ``tcp_proxy`` to ``upstream``."""
+    tcp_proxy = {"name": "envoy.filters.network.tcp_proxy",
+                 "typed_config": {"@type": TCP_PROXY_TYPE, "stat_prefix": "main", "cluster": "upstream"}}
+    listener = {"name": "main", "address": b.socket_address(host, listener_port),
+                "filter_chains": [{"filters": [*(dict(f) for f in network_filters), tcp_proxy]}]}
+    return b.bootstrap(listeners=[listener], clusters=[b.cluster("upstream", upstream[0], upstream[1])],
+                       admin_host=host)
+
+
 def check_bootstrap(doc: Mapping[str, Any], *, module: bytes | None = None,
                     oci_fetcher: OciFetcher | None = None) -> dict[str, Any]:
-    """A bootstrap with one listener running the resource's HTTP filters (then answering ``ok``)."""
-    return filter_bootstrap(envoy_part(doc, module=module, oci_fetcher=oci_fetcher))
+    """A bootstrap with one listener running the resource's filters: HTTP filters (then answering ``ok``), or
+    network filters on a TCP listener (then ``tcp_proxy``)."""
+    filters = envoy_part(doc, module=module, oci_fetcher=oci_fetcher)
+    if filters and all(is_network_filter(f) for f in filters):
+        return tcp_bootstrap(filters)
+    return filter_bootstrap(filters)
 
 
 def check_resource(doc: Mapping[str, Any], *, module: bytes | None = None,

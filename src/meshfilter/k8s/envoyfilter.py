@@ -37,7 +37,7 @@ def proxy_version_regex(istio_version: str) -> str:
     version = istio_version.strip()
     if not _ISTIO_VERSION.fullmatch(version):
         raise UsageError(f"Istio version {istio_version!r} is not MAJOR.MINOR or MAJOR.MINOR.PATCH",
-                         where="--istio-version", hint="for example --istio-version 1.22")
+                         where="istio_version", hint="for example `istio_version` 1.22")
     return "^" + re.escape(version) + ".*"
 
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshfilter.envoy.bootstrap import LUA_TYPE
+from meshfilter.k8s.checks import check_dns1123_label, check_dns1123_subdomain, check_int32, check_patch_context
 from meshfilter.k8s.envoyfilter import envoy_filter, http_filter_patch
 from meshfilter.k8s.schema import validate_resource
-from meshfilter.k8s.validate import check_dns1123_label, check_dns1123_subdomain, check_patch_context, check_priority
 
 LUA_FILTER_NAME = "envoy.lua"
 DEFAULT_NAME = "gateway-lua-tagging"
@@ -35,10 +35,10 @@ def lua_envoy_filter(script: str, *, name: str = DEFAULT_NAME, namespace: str = 
                      istio_version: str | None = None, priority: int | None = None) -> dict[str, Any]:
     """The EnvoyFilter resource; ``selector`` None means the seed's ``istio: ingressgateway``
     (pass ``{}`` to apply to every workload of the namespace)."""
-    check_dns1123_subdomain(name, flag="--name")
-    check_dns1123_label(namespace, flag="--namespace")
-    check_patch_context(context, flag="--context")
-    check_priority(priority)
+    check_dns1123_subdomain(name, field="name")
+    check_dns1123_label(namespace, field="namespace")
+    check_patch_context(context, field="context")
+    check_int32(priority, field="priority")
     labels = dict(DEFAULT_SELECTOR if selector is None else selector)
     patch = http_filter_patch(context, lua_http_filter(script), istio_version=istio_version)
     doc = envoy_filter(name, namespace=namespace, labels=labels or None, priority=priority, patches=[patch])

@@ -59,7 +59,7 @@ def pull_secret_for_image(image: str, *, docker_config: Path | None = None, name
     from meshfilter.oras.auth import auths_entry_for_host
     from meshfilter.oras.reference import parse_reference
 
-    host = parse_reference(image, where="--image").registry
+    host = parse_reference(image, where="image").registry
     entry = auths_entry_for_host(host, docker_config_path=docker_config)
     config = docker_config_json(host, entry)
     return pull_secret(config, name=name, namespace=namespace), bool(config["auths"])

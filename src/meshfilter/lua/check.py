@@ -1,12 +1,12 @@
-"""LuaJIT, Envoy's own Lua runtime, in-process via lupa: compile checks and pattern evaluation.
+"""LuaJIT, Envoy's own Lua runtime: compile checks of generated scripts.
 
 :func:`compile_check` loads a script with LuaJIT's ``loadstring`` (parse + bytecode compile, nothing
 runs) and raises :class:`~meshfilter.errors.LuaError` naming the rule whose generated lines hold the
-error. :func:`lua_pattern_find` and :func:`check_lua_pattern` evaluate / validate a Lua pattern with
-LuaJIT's own ``string.find`` so that no second implementation of Lua patterns exists.
+error. LuaJIT runs in-process (lupa, through :mod:`meshfilter.util.luajit`); if lupa's LuaJIT flavour
+is not importable, the ``luajit`` binary (Debian package ``luajit``) is used (``luajit -bl``).
 
-If lupa's LuaJIT flavour is not importable, the ``luajit`` binary (Debian package ``luajit``) is used
-for :func:`compile_check` (``luajit -bl``).
+Lua patterns (the tagging model's ``lua-pattern`` matcher) are evaluated and validated by
+:mod:`meshfilter.filters.tagging.luapattern`, with LuaJIT's own ``string.find``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from meshfilter.errors import LuaError
+from meshfilter.util import luajit
 
 _LOCK = threading.Lock()
 _LINE_RE = re.compile(r":(\d+): (.*)$", re.S)
@@ -29,11 +30,7 @@ _LINE_RE = re.compile(r":(\d+): (.*)$", re.S)
 
 @lru_cache(maxsize=1)
 def _runtime() -> Any | None:
-    try:
-        import lupa.luajit21 as lj  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return lj.LuaRuntime(unpack_returned_tuples=True, encoding="utf-8")
+    return luajit.new_runtime() if luajit.available() else None
 
 
 @lru_cache(maxsize=1)
@@ -41,30 +38,12 @@ def _functions() -> dict[str, Any] | None:
     rt = _runtime()
     if rt is None:
         return None
-    return {
-        "compile": rt.eval("function(src, name) local f, err = loadstring(src, name); return err end"),
-        "check": rt.eval("function(p) local ok, err = pcall(string.find, '', p); if ok then return nil end; "
-                         "return tostring(err) end"),
-        "find": rt.eval("function(s, p) local ok, r = pcall(string.find, s, p); return ok and r ~= nil end"),
-    }
-
-
-def _required_functions() -> dict[str, Any]:
-    fns = _functions()
-    if fns is None:
-        runtime()  # raises the LuaError explaining what to install
-        raise AssertionError("unreachable")
-    return fns
+    return {"compile": rt.eval("function(src, name) local f, err = loadstring(src, name); return err end")}
 
 
 def runtime() -> Any:
     """A fresh lupa LuaJIT runtime (raises LuaError when lupa's LuaJIT flavour is missing)."""
-    try:
-        import lupa.luajit21 as lj  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise LuaError("lupa with LuaJIT 2.1 is not installed", where="meshfilter.lua",
-                       hint="pip install 'lupa>=2.0'") from None
-    return lj.LuaRuntime(unpack_returned_tuples=True, encoding="utf-8")
+    return luajit.new_runtime()
 
 
 def implementation() -> str:
@@ -126,74 +105,3 @@ def compile_check(source: str, *, line_owner: Callable[[int], str] | None = None
     raise LuaError(f"LuaJIT cannot compile the generated script ({at}: {msg})",
                    where=f"{where}: {owner}" if owner else where,
                    hint="this is a meshfilter bug unless the rule uses lua-pattern; please report it")
-
-
-def _static_pattern_error(p: str) -> str | None:
-    """Structural checks LuaJIT only reports when a match reaches the bad spot."""
-    depth = 0
-    i, n = 0, len(p)
-    while i < n:
-        c = p[i]
-        if c == "%":
-            if i + 1 >= n:
-                return "malformed pattern (ends with '%')"
-            nxt = p[i + 1]
-            if nxt == "b":
-                if i + 3 >= n:
-                    return "missing arguments to '%b'"
-                i += 4
-                continue
-            if nxt == "f":
-                if i + 2 >= n or p[i + 2] != "[":
-                    return "missing '[' after '%f' in pattern"
-                i += 2
-                continue
-            if nxt.isdigit() and (nxt == "0" or int(nxt) > depth_total(p, i)):
-                return f"invalid capture index %{nxt}"
-            i += 2
-            continue
-        if c == "[":
-            j = i + 1
-            if j < n and p[j] == "^":
-                j += 1
-            if j < n and p[j] == "]":
-                j += 1
-            while j < n and p[j] != "]":
-                j += 2 if p[j] == "%" else 1
-            if j >= n:
-                return "malformed pattern (missing ']')"
-            i = j + 1
-            continue
-        if c == "(":
-            depth += 1
-        elif c == ")":
-            if depth == 0:
-                return "invalid pattern capture"
-            depth -= 1
-        i += 1
-    if depth:
-        return "unfinished capture"
-    return None
-
-
-def depth_total(p: str, upto: int) -> int:
-    """Captures opened before position ``upto`` (an upper bound for back-reference indexes)."""
-    return p[:upto].count("(")
-
-
-def lua_pattern_error(pattern: str) -> str | None:
-    """Why ``pattern`` is not a usable Lua pattern (LuaJIT's own wording where possible), else None."""
-    static = _static_pattern_error(pattern)
-    if static:
-        return static
-    with _LOCK:
-        err = _required_functions()["check"](pattern)
-    if err is None:
-        return None
-    return re.sub(r"^.*?:\d+: ", "", str(err))
-
-
-def lua_pattern_find(subject: str, pattern: str) -> bool:
-    """``string.find(subject, pattern) ~= nil`` in LuaJIT (a malformed pattern never matches)."""
-    with _LOCK:
-        return bool(_required_functions()["find"](subject, pattern))

@@ -31,7 +31,7 @@ def transcoder_bootstrap(*, descriptor: bytes, services: Sequence[str], grpc_hos
                          options: TranscoderOptions | None = None, filter_name: str = "modern",
                          listener_port: int = 0, listen_host: str = "127.0.0.1", admin_port: int = 0,
                          admin_host: str = "127.0.0.1") -> dict[str, Any]:
-    """The standalone bootstrap of ``meshfilter transcoder --envoy-config``."""
+    """The standalone bootstrap (the CLI's ``envoy_config`` output)."""
     return bootstrap_with_filter(transcoder_filter(descriptor, services, options, name=filter_name),
                                  grpc_host=grpc_host, grpc_port=grpc_port, listener_port=listener_port,
                                  listen_host=listen_host, admin_port=admin_port, admin_host=admin_host)

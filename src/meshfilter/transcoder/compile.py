@@ -75,19 +75,19 @@ def compile_protos(protos: Sequence[str | os.PathLike[str]],
     from grpc_tools import protoc
 
     if not protos:
-        raise UsageError("no .proto file given", where="--proto", hint="pass --proto FILE.proto")
+        raise UsageError("no .proto file given", where="proto", hint="pass `proto` FILE.proto")
     user_incs: list[Path] = []
     for d in include_dirs:
         p = Path(d).resolve()
         if not p.is_dir():
-            raise UsageError(f"include directory {str(d)!r} does not exist", where="-I",
-                             hint="pass an existing directory to -I/--proto_path")
+            raise UsageError(f"include directory {str(d)!r} does not exist", where="include",
+                             hint="pass an existing directory to `include`")
         user_incs.append(p)
     names: list[str] = []
     for raw in protos:
         proto = Path(raw).resolve()
         if not proto.is_file():
-            raise UsageError(f"proto file {str(raw)!r} does not exist", where="--proto",
+            raise UsageError(f"proto file {str(raw)!r} does not exist", where="proto",
                              hint="check the path")
         rel = _relative_to_include(proto, user_incs)
         if rel is None:

@@ -16,6 +16,12 @@ TRANSCODER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.grpc_json_t
 LEGACY_FILTER_NAME = "envoy.grpc_json_transcoder"
 MODERN_FILTER_NAME = "envoy.filters.http.grpc_json_transcoder"
 UINT32_MAX = 2**32 - 1
+# GrpcJsonTranscoder.UrlUnescapeSpec; the first is Envoy's default
+URL_UNESCAPE_SPECS = ("ALL_CHARACTERS_EXCEPT_RESERVED", "ALL_CHARACTERS_EXCEPT_SLASH", "ALL_CHARACTERS")
+# the boolean top-level options, in the proto's field order; written only when true
+BOOL_OPTIONS = ("match_incoming_request_route", "auto_mapping", "ignore_unknown_query_parameters",
+                "convert_grpc_status", "query_param_unescape_plus", "match_unregistered_custom_verb",
+                "case_insensitive_enum_parsing", "capture_unknown_query_parameters")
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class PrintOptions:
     always_print_enums_as_ints: bool = False
     preserve_proto_field_names: bool = False
     stream_newline_delimited: bool = False
+    stream_sse_style_delimited: bool = False
 
     def to_dict(self) -> dict[str, bool]:
         out = {
@@ -37,6 +44,8 @@ class PrintOptions:
         }
         if self.stream_newline_delimited:
             out["stream_newline_delimited"] = True
+        if self.stream_sse_style_delimited:
+            out["stream_sse_style_delimited"] = True
         return out
 
 
@@ -63,35 +72,54 @@ class TranscoderOptions:
     ignore_unknown_query_parameters: bool = False
     max_request_body_size: int | None = None
     max_response_body_size: int | None = None
+    match_incoming_request_route: bool = False
+    url_unescape_spec: str | None = None
+    query_param_unescape_plus: bool = False
+    match_unregistered_custom_verb: bool = False
+    case_insensitive_enum_parsing: bool = False
+    capture_unknown_query_parameters: bool = False
 
     def __post_init__(self) -> None:
+        if self.url_unescape_spec is not None and self.url_unescape_spec not in URL_UNESCAPE_SPECS:
+            from meshfilter.errors import UsageError
+
+            raise UsageError(f"{self.url_unescape_spec!r} is not a UrlUnescapeSpec", where="url_unescape_spec",
+                             hint=f"use one of {', '.join(URL_UNESCAPE_SPECS)}")
         for name in ("max_request_body_size", "max_response_body_size"):
             v = getattr(self, name)
             if v is not None and not 0 < v <= UINT32_MAX:
                 from meshfilter.errors import UsageError
 
                 raise UsageError(f"{name} must be between 1 and {UINT32_MAX} bytes, got {v}",
-                                 where=f"--{name.replace('_', '-')}", hint="give a positive byte count")
+                                 where=name, hint="give a positive byte count")
 
 
-def transcoder_typed_config(descriptor: bytes, services: Sequence[str],
-                            options: TranscoderOptions | None = None) -> dict[str, Any]:
-    """The GrpcJsonTranscoder typed_config: descriptor inlined as base64 ``proto_descriptor_bin``."""
+def transcoder_typed_config(descriptor: bytes | None, services: Sequence[str],
+                            options: TranscoderOptions | None = None, *,
+                            descriptor_path: str | None = None) -> dict[str, Any]:
+    """The GrpcJsonTranscoder typed_config: the descriptor inlined as base64 ``proto_descriptor_bin``,
+    or, with ``descriptor_path``, ``proto_descriptor`` naming that file on the proxy."""
     o = options or TranscoderOptions()
-    cfg: dict[str, Any] = {
-        "@type": TRANSCODER_TYPE,
-        "proto_descriptor_bin": base64.b64encode(descriptor).decode("ascii"),
-        "services": list(services),
-        "print_options": o.print_options.to_dict(),
-    }
-    if o.convert_grpc_status:
-        cfg["convert_grpc_status"] = True
-    if o.auto_mapping:
-        cfg["auto_mapping"] = True
+    cfg: dict[str, Any] = {"@type": TRANSCODER_TYPE}
+    if descriptor_path is not None:
+        cfg["proto_descriptor"] = descriptor_path
+    else:
+        if descriptor is None:
+            raise ValueError("transcoder_typed_config needs the descriptor or descriptor_path")
+        cfg["proto_descriptor_bin"] = base64.b64encode(descriptor).decode("ascii")
+    cfg["services"] = list(services)
+    cfg["print_options"] = o.print_options.to_dict()
+    # convert_grpc_status and auto_mapping first: the key order meshfilter always wrote
+    for name in ("convert_grpc_status", "auto_mapping"):
+        if getattr(o, name):
+            cfg[name] = True
     if o.ignored_query_parameters:
         cfg["ignored_query_parameters"] = list(o.ignored_query_parameters)
-    if o.ignore_unknown_query_parameters:
-        cfg["ignore_unknown_query_parameters"] = True
+    for name in BOOL_OPTIONS:
+        if getattr(o, name) and name not in cfg:
+            cfg[name] = True
+    if o.url_unescape_spec:
+        cfg["url_unescape_spec"] = o.url_unescape_spec
     rv = o.request_validation.to_dict()
     if rv:
         cfg["request_validation_options"] = rv
@@ -112,8 +140,8 @@ def resolve_filter_name(name: str) -> str:
     return name
 
 
-def transcoder_filter(descriptor: bytes, services: Sequence[str], options: TranscoderOptions | None = None,
-                      *, name: str = "modern") -> dict[str, Any]:
+def transcoder_filter(descriptor: bytes | None, services: Sequence[str], options: TranscoderOptions | None = None,
+                      *, name: str = "modern", descriptor_path: str | None = None) -> dict[str, Any]:
     """The HTTP filter entry ``{name, typed_config}`` (Envoy picks the extension by ``@type``)."""
     return {"name": resolve_filter_name(name),
-            "typed_config": transcoder_typed_config(descriptor, services, options)}
+            "typed_config": transcoder_typed_config(descriptor, services, options, descriptor_path=descriptor_path)}

@@ -56,11 +56,11 @@ def load_descriptor_set(data: bytes, *, where: str = "descriptor") -> descriptor
     except DecodeError as exc:
         raise TranscoderError(f"not a FileDescriptorSet ({exc})", where=where,
                               hint="build it with protoc --include_imports --descriptor_set_out=... "
-                                   "or pass --proto FILE.proto") from None
+                                   "or pass `proto` FILE.proto") from None
     if not fds.file:
         raise TranscoderError("the descriptor set holds no files", where=where,
                               hint="build it with protoc --include_imports --descriptor_set_out=... "
-                                   "or pass --proto FILE.proto")
+                                   "or pass `proto` FILE.proto")
     names = {f.name for f in fds.file}
     missing = sorted({d for f in fds.file for d in f.dependency if d not in names})
     if missing:
@@ -74,10 +74,10 @@ def read_descriptor_file(path: str) -> bytes:
         with open(path, "rb") as fh:
             return fh.read()
     except FileNotFoundError:
-        raise UsageError(f"descriptor file {path!r} does not exist", where="--descriptor",
-                         hint="pass the file written by protoc --descriptor_set_out, or use --proto") from None
+        raise UsageError(f"descriptor file {path!r} does not exist", where="descriptor",
+                         hint="pass the file written by protoc --descriptor_set_out, or use `proto`") from None
     except OSError as exc:
-        raise UsageError(f"cannot read descriptor file {path!r}: {exc.strerror}", where="--descriptor",
+        raise UsageError(f"cannot read descriptor file {path!r}: {exc.strerror}", where="descriptor",
                          hint="check the path and its permissions") from None
 
 
@@ -133,15 +133,15 @@ def select_services(fds: descriptor_pb2.FileDescriptorSet, packages: Sequence[st
         try:
             regexes.append(re.compile(p))
         except re.error as exc:
-            raise UsageError(f"--proto_svc {p!r} is not a valid regular expression ({exc})",
-                             where="--proto_svc", hint="escape special characters, e.g. '^LandingService$'"
+            raise UsageError(f"`proto_svc` {p!r} is not a valid regular expression ({exc})",
+                             where="proto_svc", hint="escape special characters, e.g. '^LandingService$'"
                              ) from None
     available = list_services(fds)
     chosen = [s for s in available
               if (not packages or any(_package_matches(s.package, p) for p in packages))
               and (not regexes or any(r.search(s.name) for r in regexes))]
     if not chosen:
-        wanted = " ".join([*(f"--proto_pkg {p}" for p in packages), *(f"--proto_svc {p}" for p in patterns)])
+        wanted = " ".join([*(f"`proto_pkg` {p}" for p in packages), *(f"`proto_svc` {p}" for p in patterns)])
         if not available:
             raise TranscoderError("the descriptor set defines no services", where=where,
                                   hint="compile the .proto that declares the service")
@@ -158,6 +158,6 @@ def unannotated_warnings(services: Sequence[ServiceInfo]) -> list[str]:
         for m in s.methods:
             if not m.http:
                 out.append(f"{m.full_name} has no google.api.http annotation: it is not reachable over "
-                           f"HTTP/JSON (hint: add an option (google.api.http), or pass --auto-mapping to "
+                           f"HTTP/JSON (hint: add an option (google.api.http), or pass `auto_mapping` to "
                            f"map it to POST {m.grpc_path})")
     return out

@@ -23,7 +23,7 @@ field for field, what grpc-transcoder emits::
 Differences from grpc-transcoder, on purpose: the proxyVersion regex is derived from any version
 string (grpc-transcoder maps only 1.6-1.8 and silently turns anything else into 1.7);
 ``SIDECAR_INBOUND`` is supported (see :func:`default_selector` for the port semantics); the
-companion header-to-metadata EnvoyFilter is emitted only when ``--header`` is given; and an
+companion header-to-metadata EnvoyFilter is emitted only when header mappings are given; and an
 EnvoyFilter larger than Kubernetes' object limit is refused.
 
 Ports. ``listener.portNumber`` means, per context:
@@ -36,14 +36,19 @@ Ports. ``listener.portNumber`` means, per context:
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
 
 from meshfilter.errors import TranscoderError, UsageError
 from meshfilter.k8s import envoyfilter as k8s_ef
+from meshfilter.k8s.checks import check_patch_context
+from meshfilter.k8s.checks import check_port as _check_port
 from meshfilter.transcoder.config import TranscoderOptions, transcoder_filter
 
 CONTEXTS = ("GATEWAY", "SIDECAR_INBOUND")
@@ -62,8 +67,8 @@ def proxy_version_regex(version: str) -> str:
     try:
         return k8s_ef.proxy_version_regex(version)
     except UsageError:
-        raise UsageError(f"version {version!r} is not MAJOR.MINOR or MAJOR.MINOR.PATCH", where="--version",
-                         hint="give the Istio version of the proxies, e.g. --version 1.22") from None
+        raise UsageError(f"version {version!r} is not MAJOR.MINOR or MAJOR.MINOR.PATCH", where="version",
+                         hint="give the Istio version of the proxies, e.g. `version` 1.22") from None
 
 
 def default_selector(context: str, service_name: str) -> dict[str, str]:
@@ -72,12 +77,7 @@ def default_selector(context: str, service_name: str) -> dict[str, str]:
 
 
 def check_context(context: str) -> str:
-    if context not in CONTEXTS:
-        hint = f"use one of {', '.join(CONTEXTS)}"
-        if context.upper() in CONTEXTS:
-            hint = f"enum values are upper case: --context {context.upper()}"
-        raise UsageError(f"{context!r} is not a supported patch context", where="--context", hint=hint)
-    return context
+    return check_patch_context(context, field="context", allowed=CONTEXTS, what="a supported patch context")
 
 
 def _patch(context: str, port: int, version: str, value: Mapping[str, Any], operation: str) -> dict[str, Any]:
@@ -94,16 +94,17 @@ def _envoy_filter(name: str, selector: Mapping[str, str], patch: dict[str, Any],
     return k8s_ef.envoy_filter(name, patches=[patch], namespace=namespace, labels=selector)
 
 
-def transcoder_envoyfilter(*, descriptor: bytes, services: Sequence[str], version: str = "1.8",
+def transcoder_envoyfilter(*, descriptor: bytes | None, services: Sequence[str], version: str = "1.8",
                            service_name: str = "grpc-transcoder", service_port: int = 80,
                            context: str = "GATEWAY", filter_name: str = "legacy",
                            options: TranscoderOptions | None = None,
                            selector: Mapping[str, str] | None = None,
-                           namespace: str | None = None) -> dict[str, Any]:
-    """The EnvoyFilter installing the transcoder (grpc-transcoder's defaults for omitted flags)."""
+                           namespace: str | None = None, descriptor_path: str | None = None) -> dict[str, Any]:
+    """The EnvoyFilter installing the transcoder (grpc-transcoder's defaults for omitted flags). With
+    ``descriptor_path`` the descriptor is a file on the proxy (``proto_descriptor``), not inlined."""
     check_context(context)
     check_port(service_port)
-    value = transcoder_filter(descriptor, services, options, name=filter_name)
+    value = transcoder_filter(descriptor, services, options, name=filter_name, descriptor_path=descriptor_path)
     doc = _envoy_filter(f"grpc-transcoder-{service_name}", selector or default_selector(context, service_name),
                         _patch(context, service_port, version, value, "INSERT_BEFORE"), namespace)
     check_size(doc)
@@ -123,12 +124,12 @@ def header_to_metadata_envoyfilter(headers: Mapping[str, str], *, version: str =
                                    service_name: str = "grpc-transcoder", service_port: int = 80,
                                    context: str = "GATEWAY", selector: Mapping[str, str] | None = None,
                                    namespace: str | None = None) -> dict[str, Any]:
-    """grpc-transcoder's companion EnvoyFilter for ``--header x=a``: header ``x`` becomes the
+    """grpc-transcoder's companion EnvoyFilter for a header mapping ``x=a``: header ``x`` becomes the
     ``envoy.lb`` metadata key ``a`` (for subset load balancing), inserted first in the chain."""
     check_context(context)
     check_port(service_port)
     if not headers:
-        raise UsageError("no header given", where="--header", hint="write --header x-user=user")
+        raise UsageError("no header given", where="header", hint="write `header` x-user=user")
     return _envoy_filter(f"header-to-metadata-{service_name}",
                          selector or default_selector(context, service_name),
                          _patch(context, service_port, version, header_to_metadata_filter(headers),
@@ -136,9 +137,7 @@ def header_to_metadata_envoyfilter(headers: Mapping[str, str], *, version: str =
 
 
 def check_port(port: int) -> int:
-    if not 1 <= int(port) <= 65535:
-        raise UsageError(f"port {port} is out of range", where="--service_port", hint="give 1..65535")
-    return int(port)
+    return _check_port(port, field="service_port")
 
 
 def object_size(doc: Mapping[str, Any]) -> int:
@@ -153,15 +152,16 @@ def check_size(doc: Mapping[str, Any], limit: int = K8S_OBJECT_LIMIT) -> int:
         raise TranscoderError(
             f"the EnvoyFilter would be {size} bytes ({size / 1048576:.2f} MiB), over Kubernetes' object "
             f"limit of {limit} bytes (1.5 MiB in etcd)", where=f"EnvoyFilter/{name}",
-            hint="narrow the descriptor: compile only the needed .proto files, without --include_source_info, "
-                 "or load the descriptor from a file in the proxy instead of inlining it")
+            hint="load the descriptor from a file on the proxy with `descriptor_path` PATH (a ConfigMap holds "
+                 "up to 1 MiB), or narrow it: compile only the needed .proto files, without source info")
     return size
 
 
 def size_warnings(doc: Mapping[str, Any]) -> list[str]:
     size = object_size(doc)
     if size > K8S_ANNOTATIONS_LIMIT:
-        return [f"the EnvoyFilter is {size} bytes: client-side `kubectl apply` stores a copy in an annotation "
+        return [f"the {doc.get('kind', 'resource')} is {size} bytes: client-side `kubectl apply` stores a copy in "
+                f"an annotation "
                 f"limited to {K8S_ANNOTATIONS_LIMIT} bytes (hint: use `kubectl apply --server-side` or "
                 f"`kubectl create`)"]
     return []
@@ -172,5 +172,62 @@ def render_yaml(docs: Sequence[Mapping[str, Any]], *, version: str) -> str:
     parts = []
     for doc in docs:
         body = yaml.dump(dict(doc), Dumper=_DUMPER, sort_keys=False, width=2**31 - 1, allow_unicode=True)
-        parts.append(f"# Generated by meshfilter transcoder\n# GRPC Transcoder EnvoyFilter[{version}]\n{body}")
+        head = f"# GRPC Transcoder EnvoyFilter[{version}]\n" if doc.get("kind") == k8s_ef.KIND else ""
+        parts.append(f"# Generated by meshfilter transcoder\n{head}{body}")
     return "---\n".join(parts)
+
+
+# --- the descriptor as a file on the proxy: a ConfigMap and the annotations that mount it ----------
+
+CONFIGMAP_LIMIT = 1024 * 1024  # the API server refuses a ConfigMap whose data exceed 1 MiB
+DESCRIPTOR_VOLUME = "transcoder-descriptor"
+USER_VOLUME = "sidecar.istio.io/userVolume"
+USER_VOLUME_MOUNT = "sidecar.istio.io/userVolumeMount"
+
+
+def check_descriptor_path(path: str) -> str:
+    """An absolute file path: its directory is where the ConfigMap is mounted, its name the key."""
+    p = PurePosixPath(path)
+    if not p.is_absolute() or path.endswith("/") or p.name in ("", ".", ".."):
+        raise UsageError(f"{path!r} is not an absolute file path", where="descriptor_path",
+                         hint="give the file's path on the proxy, e.g. /etc/envoy/descriptor/landing.pb")
+    if str(p.parent) == "/":
+        raise UsageError(f"{path!r} is directly under /, where a volume cannot be mounted", where="descriptor_path",
+                         hint="put it in a directory of its own, e.g. /etc/envoy/descriptor/landing.pb")
+    if not re.fullmatch(r"[-._a-zA-Z0-9]+", p.name):
+        raise UsageError(f"the file name {p.name!r} cannot be a ConfigMap key", where="descriptor_path",
+                         hint="use letters, digits, '-', '_' and '.' in the file name")
+    return path
+
+
+def descriptor_configmap(name: str, descriptor: bytes, *, descriptor_path: str,
+                         namespace: str | None = None) -> dict[str, Any]:
+    """The ConfigMap holding the descriptor set under the file name of ``descriptor_path``."""
+    check_descriptor_path(descriptor_path)
+    if len(descriptor) > CONFIGMAP_LIMIT:
+        raise TranscoderError(
+            f"the descriptor set is {len(descriptor)} bytes, over a ConfigMap's limit of {CONFIGMAP_LIMIT} bytes",
+            where=f"ConfigMap/{name}",
+            hint="narrow the descriptor (compile only the needed .proto files, without source info), or deliver "
+                 "the file another way (a volume, the gateway image) and leave the ConfigMap out with "
+                 "`no_descriptor_configmap`")
+    key = PurePosixPath(descriptor_path).name
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": k8s_ef.metadata(name, namespace=namespace),
+            "binaryData": {key: base64.b64encode(descriptor).decode("ascii")}}
+
+
+def descriptor_volume_annotations(configmap: str, *, descriptor_path: str,
+                                  volume: str = DESCRIPTOR_VOLUME) -> dict[str, str]:
+    """The pod annotations that make Istio's injector mount the ConfigMap into the proxy container so that
+    ``descriptor_path`` exists there: ``sidecar.istio.io/userVolume`` and ``userVolumeMount``."""
+    check_descriptor_path(descriptor_path)
+    mount_dir = str(PurePosixPath(descriptor_path).parent)
+    vol = [{"name": volume, "configMap": {"name": configmap}}]
+    mount = [{"name": volume, "mountPath": mount_dir, "readOnly": True}]
+    return {USER_VOLUME: json.dumps(vol, separators=(",", ":")),
+            USER_VOLUME_MOUNT: json.dumps(mount, separators=(",", ":"))}
+
+
+def annotations_patch(annotations: Mapping[str, str]) -> dict[str, Any]:
+    """A merge patch of a Deployment adding ``annotations`` to its pod template."""
+    return {"spec": {"template": {"metadata": {"annotations": dict(annotations)}}}}

@@ -89,12 +89,13 @@ class ModuleBuilder:
     _data: bytearray = field(default_factory=bytearray)
     _seen: dict[bytes, Segment] = field(default_factory=dict)
     _named: dict[str, Segment] = field(default_factory=dict)
+    _scratch: list[tuple[int, int]] = field(default_factory=list)  # reserve()d ranges of _data
 
     def __post_init__(self) -> None:
         if self.abi not in ABIS:
             raise WasmError(f"unsupported proxy-wasm ABI {self.abi!r}", where="abi",
                             hint=f"use one of {', '.join(ABIS)}")
-        self.export_func(abi_marker(self.abi), "(func)")
+        self.exports.append((abi_marker(self.abi), "$alloc"))
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -117,10 +118,18 @@ class ModuleBuilder:
         return f"${name}"
 
     def data(self, raw: bytes | str, *, align: int = 1) -> Segment:
-        """Place bytes in static memory (identical byte strings are stored once)."""
+        """Place bytes in static memory. Constant bytes are shared: a string already present in
+        static data (whole, or inside a longer string) is not stored again; scratch space from
+        :meth:`reserve` is never reused."""
         b = raw.encode() if isinstance(raw, str) else bytes(raw)
         if b in self._seen and self._seen[b].offset % align == 0:
             return self._seen[b]
+        at = self._data.find(b) if b else -1
+        while at >= 0:
+            start = self.data_base + at
+            if start % align == 0 and not any(lo < at + len(b) and at < hi for lo, hi in self._scratch):
+                return self._seen.setdefault(b, Segment(start, len(b)))
+            at = self._data.find(b, at + 1)
         while (self.data_base + len(self._data)) % align:
             self._data.append(0)
         seg = Segment(self.data_base + len(self._data), len(b))
@@ -133,6 +142,7 @@ class ModuleBuilder:
         while (self.data_base + len(self._data)) % align:
             self._data.append(0)
         seg = Segment(self.data_base + len(self._data), size)
+        self._scratch.append((len(self._data), len(self._data) + size))
         self._data += bytes(size)
         return seg
 
@@ -199,9 +209,8 @@ class ModuleBuilder:
             return f"(drop (call {self.use('proxy_clear_route_cache')}))"
         fn = self.use("proxy_call_foreign_function")
         seg = self.data("clear_route_cache")
-        slots = self._out_slots()
-        return (f"(drop (call {fn} {seg.ptr} {seg.len} (i32.const 0) (i32.const 0) "
-                f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})))")
+        # no arguments, no result wanted: cpp-host writes no result for a null results pointer
+        return f"(drop (call {fn} {seg.ptr} {seg.len} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))"
 
     def read_plugin_configuration(self, size: str = "(local.get $b)") -> str:
         """An i32 expression: the host status; the plugin configuration is then at ``$out_ptr``,
@@ -262,37 +271,48 @@ class ModuleBuilder:
         return (end + 7) & ~7
 
     def _allocator(self) -> str:
+        # 8-byte aligned; refused (0) when the heap would pass 4 GiB - 64 KiB (so no sum below can
+        # wrap) or memory cannot grow.
         return f"""
-(func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i64)
-  (local.set $p (global.get $bump))
-  (local.set $end (i64.and (i64.add (i64.add (i64.extend_i32_u (local.get $p)) (i64.extend_i32_u (local.get $n)))
-                                    (i64.const 7)) (i64.const -8)))
-  (if (i64.gt_u (local.get $end) (i64.shl (i64.extend_i32_u (memory.size)) (i64.const 16)))
-    (then
-      (if (i64.gt_u (local.get $end) (i64.const 0xffff0000)) (then (return (i32.const 0))))
-      (if (i32.lt_s (memory.grow (i32.sub (i32.wrap_i64 (i64.shr_u (i64.add (local.get $end) (i64.const 0xffff))
-                                                                       (i64.const 16)))
-                                          (memory.size)))
-                    (i32.const 0))
-        (then (return (i32.const 0))))))
-  (global.set $bump (i32.wrap_i64 (local.get $end)))
-  (local.get $p))"""
+(func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32) (local $end i32)
+  (block $no
+    (br_if $no (i32.gt_u (local.get $n) (i32.sub (i32.const 0xffff0000)
+                                                 (local.tee $p (i32.and (i32.add (global.get $bump) (i32.const 7))
+                                                                        (i32.const -8))))))
+    (if (i32.gt_u (local.tee $end (i32.add (local.get $p) (local.get $n))) (i32.shl (memory.size) (i32.const 16)))
+      (then
+        (br_if $no (i32.lt_s (memory.grow (i32.sub (i32.shr_u (i32.add (local.get $end) (i32.const 0xffff))
+                                                              (i32.const 16))
+                                                  (memory.size)))
+                             (i32.const 0)))))
+    (global.set $bump (local.get $end))
+    (return (local.get $p)))
+  (i32.const 0))"""
 
     # -- output ----------------------------------------------------------------------------------
 
     def render(self) -> str:
         heap = self.heap_start
         pages = max(1, (heap + 0xFFFF) >> 16)
+        code = "\n".join(self.functions)
         parts = ["(module", *("  " + i for i in self.imports),
                  f'  (memory (export "memory") {pages})',
-                 f"  (global $bump (mut i32) (i32.const {heap}))",
-                 f"  (global $heap_base (mut i32) (i32.const {heap}))",
-                 f"  (global $heap_start i32 (i32.const {heap}))",
-                 *("  " + g for g in self.globals)]
-        if self._data:
-            parts.append(f"  (data (i32.const {self.data_base}) {wat_string(bytes(self._data))})")
+                 f"  (global $bump (mut i32) (i32.const {heap}))"]
+        # declared only when used (each global costs bytes in the module)
+        if "$heap_base" in code:
+            parts.append(f"  (global $heap_base (mut i32) (i32.const {heap}))")
+        if "$heap_start" in code:
+            parts.append(f"  (global $heap_start i32 (i32.const {heap}))")
+        parts.extend("  " + g for g in self.globals)
+        # memory starts zeroed: leading and trailing zero bytes need no data segment bytes
+        body = bytes(self._data).rstrip(b"\0")
+        lead = len(body) - len(body.lstrip(b"\0"))
+        if body[lead:]:
+            parts.append(f"  (data (i32.const {self.data_base + lead}) {wat_string(body[lead:])})")
         parts.append(self._allocator())
-        parts.extend(self.functions)
+        parts.append(code)
+        parts.extend(f'  (export "{name}" (func {sym}))' for name, sym in self.exports
+                     if sym == "$alloc" and name != allocator_export(self.abi))
         parts.append(")")
         return "\n".join(parts) + "\n"
 

@@ -73,11 +73,16 @@ _HELPERS_WAT = r"""
   (if (result i32) (i32.ne (local.get $vl) (local.get $pl))
     (then (i32.const 0))
     (else (call $mem_eq (local.get $v) (local.get $p) (local.get $pl)))))
-(func $contains (param $v i32) (param $vl i32) (param $p i32) (param $pl i32) (result i32) (local $last i32)
+(func $contains (param $v i32) (param $vl i32) (param $p i32) (param $pl i32) (result i32)
+  (local $last i32) (local $c i32)
   (if (i32.lt_u (local.get $vl) (local.get $pl)) (then (return (i32.const 0))))
+  (if (i32.eqz (local.get $pl)) (then (return (i32.const 1))))
   (local.set $last (i32.add (local.get $v) (i32.sub (local.get $vl) (local.get $pl))))
+  (local.set $c (i32.load8_u (local.get $p)))
+  ;; scan for the first byte inline; compare the rest only where it matches
   (loop $l
-    (if (call $mem_eq (local.get $v) (local.get $p) (local.get $pl)) (then (return (i32.const 1))))
+    (if (i32.eq (i32.load8_u (local.get $v)) (local.get $c))
+      (then (if (call $mem_eq (local.get $v) (local.get $p) (local.get $pl)) (then (return (i32.const 1))))))
     (local.set $v (i32.add (local.get $v) (i32.const 1)))
     (br_if $l (i32.le_u (local.get $v) (local.get $last))))
   (i32.const 0))
@@ -106,7 +111,9 @@ _HELPERS_WAT = r"""
       (br_if $end (i32.gt_u (local.get $v) (global.get $pairs_end)))
       (br_if $end (i32.gt_u (local.get $vl) (i32.sub (global.get $pairs_end) (local.get $v))))
       (br_if $end (i32.ge_u (i32.add (local.get $v) (local.get $vl)) (global.get $pairs_end)))
-      (if (call $key_eq (local.get $d) (local.get $kl) (local.get $n) (local.get $nl))
+      ;; (lengths compared here first: most keys differ in length, and a call costs more than the compare)
+      (if (if (result i32) (i32.eq (local.get $kl) (local.get $nl))
+            (then (call $key_eq (local.get $d) (local.get $kl) (local.get $n) (local.get $nl))) (else (i32.const 0)))
         (then
           (if (i32.eqz (local.get $found))
             (then

@@ -1,0 +1,30 @@
+;; A proxy-wasm TCP (network) filter module (ABI 0.2.1): it prefixes every chunk of data from the
+;; downstream client with "wasm:" (proxy_set_buffer_bytes on the downstream data buffer, start 0 and
+;; length 0: insert at the front). Used to prove WasmPlugin type NETWORK on a TCP listener of a real Envoy
+;; (envoy-tests/test_deploy_istio_envoy.py).
+(module
+  (import "env" "proxy_set_buffer_bytes" (func $set_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "wasm:")
+  (global $bump (mut i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.and (i32.add (i32.add (local.get $p) (local.get $n)) (i32.const 7)) (i32.const -8)))
+    (if (i32.gt_u (global.get $bump) (i32.shl (memory.size) (i32.const 16)))
+      (then (if (i32.lt_s (memory.grow (i32.add (i32.shr_u (i32.sub (global.get $bump) (i32.shl (memory.size) (i32.const 16)))
+                                                           (i32.const 16)) (i32.const 1))) (i32.const 0))
+              (then (return (i32.const 0))))))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_new_connection") (param i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_downstream_data") (param $ctx i32) (param $len i32) (param $eos i32) (result i32)
+    (if (local.get $len)
+      (then (drop (call $set_buffer (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 16) (i32.const 5)))))
+    (i32.const 0))
+  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_downstream_connection_close") (param i32 i32))
+  (func (export "proxy_on_upstream_connection_close") (param i32 i32))
+)
