@@ -156,8 +156,10 @@ def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _pin_kwargs(args: argparse.Namespace, image: str) -> dict[str, Any]:
     """resolve_digest reads the docker config itself (--docker-config, else the default one)."""
-    return {**_registry_kwargs(args), "docker_config": str(args.docker_config) if args.docker_config else None,
-            "report": lambda note: print(f"meshfilter: note: {note}", file=sys.stderr)}
+    kw = _registry_kwargs(args)
+    if args.docker_config:
+        kw["docker_config"] = str(args.docker_config)
+    return {**kw, "report": lambda note: print(f"meshfilter: note: {note}", file=sys.stderr)}
 
 
 def _read_module(path: Path, field: str = "module") -> bytes:
