@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import sys
@@ -84,8 +85,10 @@ def _write(data: bytes, output: str) -> None:
     try:
         write_output(data, output)
     except OSError as exc:
+        hint = "free space there or choose another --output" if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
+            else "choose another --output"
         raise MeshfilterError(f"cannot write the module ({exc.strerror or type(exc).__name__}); nothing written",
-                              where=output, hint="free space there or choose another --output") from None
+                              where=output, hint=hint) from None
 
 
 def _runtime_config(args: argparse.Namespace) -> bytes | None:
