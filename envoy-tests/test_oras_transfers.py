@@ -25,6 +25,7 @@ from meshfilter.oras.client import PushStats, RegistryClient
 from meshfilter.oras.formats import build_artifact
 from meshfilter.oras.runtime_config import build_runtime_config
 from meshfilter.testing.registry import Fault, FaultProxy, RegistryServer, fake_module
+from meshfilter.util.proc import die_with_parent
 
 pytestmark = pytest.mark.registry
 ROOT = "propaganda_filter_root"
@@ -166,7 +167,7 @@ def _interrupt(cmd: list[str], fault: Fault, upstream: int, tmp_path: Path) -> t
     mid-transfer."""
     with FaultProxy(upstream, fault) as proxy:
         proc = subprocess.Popen([a.format(proxy=proxy.host) for a in cmd], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env(tmp_path))
+                                stderr=subprocess.PIPE, env=env(tmp_path), preexec_fn=die_with_parent())
         try:
             _wait_for(lambda: proxy.hits() >= 1)
             time.sleep(0.5)  # mid-blob
@@ -244,7 +245,8 @@ def test_401_then_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def _run_with_tty_stderr(args: list[str], tmp_path: Path) -> tuple[int, bytes, str]:
     master, slave = pty.openpty()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env(tmp_path))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env(tmp_path),
+                            preexec_fn=die_with_parent())
     os.close(slave)
     seen = b""
     try:

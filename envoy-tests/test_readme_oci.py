@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from meshfilter.util.ports import free_port
+from meshfilter.util.proc import die_with_parent
 
 pytestmark = pytest.mark.registry
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -45,13 +47,23 @@ def test_readme_oci_section_works_pasted_into_a_fresh_shell(tmp_path: Path) -> N
     work.mkdir()
     env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}",
            "DOCKER_CONFIG": str(tmp_path / "docker")}
-    proc = subprocess.run(["bash", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=180, check=False)
-    assert proc.returncode == 0, proc.stderr
-    got = proc.stdout.replace(f":{port}", ":5000").splitlines()
+    # its own process group, so whatever the script left running (the background registry) is ended by that
+    # group's id if the script fails; the shell itself dies with us
+    proc = subprocess.Popen(["bash", "-e", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=die_with_parent())
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, stderr
+    got = stdout.replace(f":{port}", ":5000").splitlines()
     url = "http://127.0.0.1:5000"
     assert url in got and url in shown  # the registry prints its URL once it answers (in its own time)
     assert [x for x in got if x != url] == [x for x in shown if x != url], (
         "the README's OCI output is stale; this is what the commands print now:\n" + "\n".join(got))
-    assert "registry stopped; its temporary storage removed" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "registry stopped; its temporary storage removed" in stderr
+    assert "Traceback" not in stderr

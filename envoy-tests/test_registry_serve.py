@@ -24,7 +24,7 @@ from meshfilter.oras.formats import build_artifact
 from meshfilter.oras.runtime_config import build_runtime_config
 from meshfilter.oras.server import TEMP_PREFIX, RegistryServer
 from meshfilter.testing.registry import fake_module
-from meshfilter.util.proc import stop_process
+from meshfilter.util.proc import die_with_parent, stop_process
 
 pytestmark = pytest.mark.registry
 ROOT = "propaganda_filter_root"
@@ -36,7 +36,7 @@ class Serve:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen([*CMD, "registry", "serve", "--port", "0", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                     stderr=subprocess.PIPE, text=True, env=env, preexec_fn=die_with_parent())
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         assert self.proc.stdout is not None
