@@ -60,8 +60,9 @@ def test_push_streams_from_memory_without_temp_files(reg: RegistryServer, tmp_pa
         monkeypatch.setattr(tempfile, name, no_temp)
     mod, art = artifact(10 * MiB)  # above the chunk size: PATCH chunks
     stats = PushStats()
-    digest = RegistryClient(f"{reg.host}/mem/a:1", plain_http=True).push(art, stats=stats)  # type: ignore[arg-type]
-    assert stats.chunks == 2 and stats.uploaded == 2
+    client = RegistryClient(f"{reg.host}/mem/a:1", plain_http=True, chunk_size=4 * MiB)
+    digest = client.push(art, stats=stats)  # type: ignore[arg-type]
+    assert stats.chunks == 3 and stats.uploaded == 2
     monkeypatch.undo()
     pulled = RegistryClient(f"{reg.host}/mem/a@{digest}", plain_http=True).pull()
     assert pulled.module == mod
@@ -95,7 +96,7 @@ def test_chunk_cut_halfway_restarts_the_upload(reg: RegistryServer) -> None:
 def test_every_chunk_cut_is_one_line_and_no_tag(reg: RegistryServer, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     module = tmp_path / "big.wasm"
-    module.write_bytes(fake_module(9 * MiB))  # > 8 MiB: chunked
+    module.write_bytes(fake_module(17 * MiB))  # > 16 MiB: chunked
     with FaultProxy(reg.port, Fault(r"^PATCH ", cut_request_after=MiB, times=None)) as proxy:
         rc = main(["oras", "push", f"{proxy.host}/cutall/ph:1", str(module), "--root-id", ROOT, "--plain-http"])
         out, err = capsys.readouterr()
@@ -306,7 +307,7 @@ def test_push_without_a_tag_says_latest(reg: RegistryServer, tmp_path: Path) -> 
 
 def test_stats_line_mentions_resumes(reg: RegistryServer, tmp_path: Path) -> None:
     module = tmp_path / "m.wasm"
-    module.write_bytes(fake_module(9 * MiB))
+    module.write_bytes(fake_module(17 * MiB))  # > 16 MiB: chunked
     with FaultProxy(reg.port, Fault(r"^PATCH ", cut_request_after=0)) as proxy:
         proc = subprocess.run([*CMD, "oras", "push", f"{proxy.host}/statres/a:1", str(module), "--root-id", ROOT,
                                "--plain-http"], capture_output=True, text=True, env=env(tmp_path), timeout=120,

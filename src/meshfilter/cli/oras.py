@@ -145,7 +145,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    pulled = _client(args, args.ref, progress=True).pull()
+    pulled = _client(args, args.ref, progress=True).pull(runtime_config=False)  # only the module is written
     for text in pulled.notes:
         note(text)
     _write(pulled.module, args.output)

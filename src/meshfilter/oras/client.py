@@ -64,7 +64,7 @@ from meshfilter.oras.transport import TIMEOUT, Connection, Transient, view_body
 from meshfilter.util.digest import sha256_digest
 
 T = TypeVar("T")
-DEFAULT_CHUNK_SIZE = 8 << 20  # blobs larger than this are uploaded in PATCH chunks of this size
+DEFAULT_CHUNK_SIZE = 16 << 20  # blobs larger than this are uploaded in PATCH chunks of this size
 _RESTART_CODES = {"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID", "DIGEST_INVALID", "RANGE_INVALID"}
 
 
@@ -433,14 +433,18 @@ class RegistryClient:
                                       hint="the registry content is corrupt; push again")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def pull(self) -> Pulled:
+    def pull(self, *, runtime_config: bool = True) -> Pulled:
+        """The module (and, unless ``runtime_config`` is False, the runtime config, which for asm/wasme costs
+        one more request: the config blob)."""
         r = self.resolve()
         m = r.manifest
         detected = detect_format(m.doc, m.media_type, where=f"{m.ref} manifest")
         layer = self.fetch_blob(detected.wasm_layer)
         ex = extract(detected, layer, where=f"{m.ref} layer {detected.wasm_layer['digest'][:19]}")
-        config = self.fetch_blob(m.doc["config"]) if detected.format in ("asm", "wasme") else None
-        rc = runtime_config_of(detected, m.doc, config, layer if detected.packed else None)
+        wanted = runtime_config and detected.format in ("asm", "wasme")
+        config = self.fetch_blob(m.doc["config"]) if wanted else None
+        rc = runtime_config_of(detected, m.doc, config, layer if detected.packed else None) if runtime_config \
+            else None
         return Pulled(self.ref, m, detected, ex.module, rc, r.index, tuple(r.notes() + list(ex.notes)))
 
     def inspect(self) -> dict[str, Any]:
