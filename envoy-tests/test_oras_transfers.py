@@ -25,7 +25,7 @@ from meshfilter.oras.client import PushStats, RegistryClient
 from meshfilter.oras.formats import build_artifact
 from meshfilter.oras.runtime_config import build_runtime_config
 from meshfilter.testing.registry import Fault, FaultProxy, RegistryServer, fake_module
-from meshfilter.util.proc import die_with_parent
+from meshfilter.util.proc import spawn
 
 pytestmark = pytest.mark.registry
 ROOT = "propaganda_filter_root"
@@ -150,7 +150,7 @@ def test_disk_full_at_the_output_is_one_line_and_no_partial_file(reg: RegistrySe
                           timeout=120, check=False)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "No space left on device" in proc.stderr, proc.stderr
-    assert "nothing written" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"cannot write {full}/m.wasm" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.split("LISTING")[1].strip() == ""  # neither m.wasm nor a temporary file
 
 
@@ -167,8 +167,8 @@ def _interrupt(cmd: list[str], fault: Fault, upstream: int, tmp_path: Path) -> t
     """Run ``cmd`` (``{proxy}`` in it: the proxy's host) through a FaultProxy slowed by ``fault``; SIGINT it
     mid-transfer."""
     with FaultProxy(upstream, fault) as proxy:
-        proc = subprocess.Popen([a.format(proxy=proxy.host) for a in cmd], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env(tmp_path), preexec_fn=die_with_parent())
+        proc = spawn([a.format(proxy=proxy.host) for a in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     env=env(tmp_path))
         try:
             _wait_for(lambda: proxy.hits() >= 1)
             time.sleep(0.5)  # mid-blob
@@ -246,8 +246,7 @@ def test_401_then_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def _run_with_tty_stderr(args: list[str], tmp_path: Path) -> tuple[int, bytes, str]:
     master, slave = pty.openpty()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env(tmp_path),
-                            preexec_fn=die_with_parent())
+    proc = spawn(args, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env(tmp_path))
     os.close(slave)
     seen = b""
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from meshfilter.util.ports import free_port
-from meshfilter.util.proc import die_with_parent
+from meshfilter.util.proc import spawn
 
 pytestmark = pytest.mark.registry
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -49,8 +49,8 @@ def test_readme_oci_section_works_pasted_into_a_fresh_shell(tmp_path: Path) -> N
            "DOCKER_CONFIG": str(tmp_path / "docker")}
     # its own process group, so whatever the script left running (the background registry) is ended by that
     # group's id if the script fails; the shell itself dies with us
-    proc = subprocess.Popen(["bash", "-e", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=die_with_parent())
+    proc = spawn(["bash", "-e", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=180)
     finally:

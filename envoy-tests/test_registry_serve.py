@@ -24,7 +24,8 @@ from meshfilter.oras.formats import build_artifact
 from meshfilter.oras.runtime_config import build_runtime_config
 from meshfilter.oras.server import TEMP_PREFIX, RegistryServer
 from meshfilter.testing.registry import fake_module
-from meshfilter.util.proc import die_with_parent, stop_process
+from meshfilter.util.fs import OWNER_FILE
+from meshfilter.util.proc import spawn, stop_process
 
 pytestmark = pytest.mark.registry
 ROOT = "propaganda_filter_root"
@@ -35,8 +36,8 @@ class Serve:
     """A ``meshfilter registry serve`` child: its URL, its stderr so far, its registry's pid."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([*CMD, "registry", "serve", "--port", "0", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, preexec_fn=die_with_parent())
+        self.proc = spawn([*CMD, "registry", "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         assert self.proc.stdout is not None
@@ -115,7 +116,7 @@ def test_serve_prints_url_and_login_and_stops_cleanly_on_ctrl_c(serve: Any, tmp_
     assert "login: none needed" in s.err and f"meshfilter oras push {s.host}/REPO:TAG MODULE.wasm --plain-http" in s.err
     assert "(removed on exit)" in s.err and s.storage.name == "data"
     workdir = s.storage.parent
-    assert workdir.name.startswith(f"{TEMP_PREFIX}{s.proc.pid}-")
+    assert workdir.name.startswith(TEMP_PREFIX) and (workdir / OWNER_FILE).read_text().split()[0] == str(s.proc.pid)
     assert push(s.host, tmp_path, "--plain-http").returncode == 0
     s.proc.send_signal(signal.SIGINT)
     s.proc.wait(timeout=30)

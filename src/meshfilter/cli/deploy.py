@@ -211,7 +211,7 @@ def _emit(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     elif out.endswith((".yaml", ".yml", ".json")):  # one file holding every resource
         text = to_json(docs) if out.endswith(".json") else to_yaml(docs)
         secret = any(d.get("kind") == "Secret" for d in docs)
-        atomic_write_text(Path(out), text, mode=0o600 if secret else 0o644)
+        atomic_write_text(Path(out), text, mode=0o600 if secret else 0o644, parents=False, field="output")
         print(f"wrote {out}", file=sys.stderr)
     else:
         for path in write_dir(docs, Path(out)):

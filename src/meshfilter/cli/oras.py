@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from meshfilter.cli._common import parse_kv, write_output
-from meshfilter.errors import MeshfilterError, UsageError
+from meshfilter.cli._common import check_output, parse_kv, write_output
+from meshfilter.errors import UsageError
 from meshfilter.oras.auth import erase_login, normalize_host, registry_key, store_login
 from meshfilter.oras.client import PushStats, RegistryClient
 from meshfilter.oras.copy import CopyStats, copy_artifact
@@ -80,17 +79,6 @@ def _read_file(path: str, flag: str) -> bytes:
                          hint="check the path") from None
 
 
-def _write(data: bytes, output: str) -> None:
-    """The shared output writer; a write that fails (disk full, ...) is one line and leaves no file."""
-    try:
-        write_output(data, output)
-    except OSError as exc:
-        hint = "free space there or choose another --output" if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
-            else "choose another --output"
-        raise MeshfilterError(f"cannot write the module ({exc.strerror or type(exc).__name__}); nothing written",
-                              where=output, hint=hint) from None
-
-
 def _runtime_config(args: argparse.Namespace) -> bytes | None:
     if args.runtime_config:
         if args.root_id or args.abi_version:
@@ -145,10 +133,11 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    check_output(args.output)  # before the download
     pulled = _client(args, args.ref, progress=True).pull(runtime_config=False)  # only the module is written
     for text in pulled.notes:
         note(text)
-    _write(pulled.module, args.output)
+    write_output(pulled.module, args.output)  # the shared writer: atomic, one line when it cannot write
     print(f"{args.ref}@{pulled.manifest.digest} ({pulled.detected.format}, {len(pulled.module)} bytes) "
           f"-> {args.output}", file=sys.stderr)
     return 0

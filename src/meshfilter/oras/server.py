@@ -12,20 +12,18 @@ work directory, which is temporary unless given), ``htpasswd`` (bcrypt basic aut
 :class:`AuthExtension` such as the token service in :mod:`meshfilter.testing.registry`).
 
 Ready means ``/v2/`` answers (200 or 401); a failed start tears down what it started and says why, with
-the registry's log tail. The registry dies with this process (``PR_SET_PDEATHSIG``), even on SIGKILL;
-:meth:`RegistryServer.stop` ends it by PID and removes a temporary work directory. Temporary work
-directories left by a process that was killed are removed by the next start.
+the registry's log tail. The registry dies with this process (``util.proc.spawn``: ``PR_SET_PDEATHSIG``), even
+on SIGKILL; :meth:`RegistryServer.stop` ends it by PID and removes a temporary work directory. A temporary work
+directory is owned (``util.fs.owned_tempdir``): one left by a process that was killed is removed by the next.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,11 +32,12 @@ from typing import Any, Protocol
 import requests
 
 from meshfilter.errors import RegistryError, UsageError
+from meshfilter.util.fs import OwnedTempDir, owned_tempdir
 from meshfilter.util.ports import free_port
-from meshfilter.util.proc import die_with_parent, stop_process
+from meshfilter.util.proc import spawn, stop_process
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
-TEMP_PREFIX = "meshfilter-registry-"
+TEMP_PREFIX = "meshfilter-registry-"  # of the temporary work directory (util.fs.owned_tempdir)
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
 
 
@@ -103,21 +102,6 @@ def htpasswd_users(path: Path) -> list[str]:
     return users
 
 
-def reap_stale_workdirs(tmp: Path | None = None) -> list[Path]:
-    """Remove temporary work directories of registries whose meshfilter process is gone (SIGKILLed)."""
-    removed = []
-    for d in (tmp or Path(tempfile.gettempdir())).glob(f"{TEMP_PREFIX}*"):
-        m = re.match(rf"{re.escape(TEMP_PREFIX)}(\d+)-", d.name)
-        if not m or not d.is_dir():
-            continue
-        pid = int(m.group(1))
-        if pid == os.getpid() or Path(f"/proc/{pid}").exists():
-            continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed.append(d)
-    return removed
-
-
 def _port_taken(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -137,6 +121,7 @@ class RegistryServer:
         if auth is not None and (htpasswd or users):
             raise UsageError("a registry takes one kind of auth", where="auth", hint="drop `htpasswd`/`users`")
         self._temp = workdir is None
+        self._owned: OwnedTempDir | None = None
         self.workdir = Path(workdir) if workdir is not None else None
         self.storage = Path(storage) if storage is not None else None
         self.requested_port = port
@@ -229,9 +214,9 @@ class RegistryServer:
         if self.requested_port and _port_taken(self.bind, self.requested_port):
             raise UsageError(f"port {self.requested_port} on {self.bind} is taken", where="port",
                              hint="choose another `port`, or 0 for a free one")
-        if self._temp:
-            reap_stale_workdirs()
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+        if self._temp:  # owned: the next run removes it if this process is killed before stop()
+            self._owned = owned_tempdir(TEMP_PREFIX)
+            self.workdir = self._owned.path
         assert self.workdir is not None
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -239,9 +224,8 @@ class RegistryServer:
             cfg = self.workdir / "config.yml"
             cfg.write_text(self._config())
             with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen([self.binary, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(),
-                                             start_new_session=True)
+                self.proc = spawn([self.binary, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -281,8 +265,9 @@ class RegistryServer:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             stop_process(proc, timeout=5)
-        if self._temp and self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.cleanup()
 
     def __enter__(self) -> RegistryServer:
         return self.start()
