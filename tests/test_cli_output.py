@@ -98,14 +98,16 @@ def test_library_writer_names_the_field_and_keeps_creating_parents(tmp_path: Pat
     assert "does not exist" in info.value.what and not (tmp_path / "d").exists()
 
 
-def test_deploy_single_file_output_in_a_missing_folder_is_refused(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_deploy_single_file_output_in_a_missing_folder_says_it_creates_it(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy writes folders of resources (``-o DIR``), so for ``-o DIR/FILE.yaml`` it creates DIR too, but
+    says so on stderr."""
     target = tmp_path / "no" / "such" / "filter.yaml"
     argv = ["deploy", "wasmplugin", "--name", "f", "--image", "oci://registry.example.com/f:1",
             "--root-id", "propaganda_filter_root", "--label", "app=a",
             "--parameters", '{"head_tag_name": "route-v", "head_tag_value": "hello2v2"}', "-o", str(target)]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("meshfilter: error: --output: ") and f"the folder {target.parent} does not exist" in err[0]
-    assert not (tmp_path / "no").exists()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"created folder {target.parent}" in err and f"wrote {target}" in err
+    assert target.is_file()

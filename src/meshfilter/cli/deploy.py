@@ -211,6 +211,9 @@ def _emit(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     elif out.endswith((".yaml", ".yml", ".json")):  # one file holding every resource
         text = to_json(docs) if out.endswith(".json") else to_yaml(docs)
         secret = any(d.get("kind") == "Secret" for d in docs)
+        if not Path(out).parent.is_dir():  # deploy writes folders of resources anyway: create, and say so
+            Path(out).parent.mkdir(parents=True)
+            print(f"created folder {Path(out).parent}", file=sys.stderr)
         atomic_write_text(Path(out), text, mode=0o600 if secret else 0o644, parents=False, field="output")
         print(f"wrote {out}", file=sys.stderr)
     else:
