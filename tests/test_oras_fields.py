@@ -41,7 +41,7 @@ def test_no_flag_in_the_oras_library() -> None:
     (["oras", "push", "localhost:5000/a:1", "{mod}", "--format", "cncf", "--root-id", "r", "--oci-layout", "{tmp}"],
      "--runtime-config: the CNCF Wasm layout has no place for a runtime config (root ids, ABI versions) (hint: drop "
      "--root-id/--runtime-config, or use --format wasme)"),
-    (["oras", "pull", "http://localhost:5000/a:1", "-o", "{tmp}/x.wasm"], "use --plain-http for HTTP registries"),
+    (["oras", "pull", "http://localhost:5000/a:1", "-o", "{mod}.out"], "use --plain-http for HTTP registries"),
 ])
 def test_the_cli_spells_fields_as_its_flags(args: list[str], needle: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
