@@ -25,7 +25,7 @@ from meshfilter.oras.runtime_config import build_runtime_config
 from meshfilter.oras.server import TEMP_PREFIX, RegistryServer
 from meshfilter.testing.registry import fake_module
 from meshfilter.util.fs import OWNER_FILE
-from meshfilter.util.proc import spawn, stop_process
+from meshfilter.util.proc import pid_alive, spawn, stop_process
 
 pytestmark = pytest.mark.registry
 ROOT = "propaganda_filter_root"
@@ -86,17 +86,10 @@ def serve() -> Iterator[Any]:
             os.kill(s.registry_pid, signal.SIGKILL)
 
 
-def alive(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return False
-
-
 def wait_gone(pid: int, timeout: float = 15) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -225,4 +218,4 @@ def test_plugin_oci_registry_factory(oci_registry_factory: Any) -> None:
     art = build_artifact("asm", fake_module(5_000), runtime_config=build_runtime_config([ROOT]).to_bytes())
     RegistryClient(f"{reg.host}/plugin/b:1", **kw).push(art)
     pid = reg.pid
-    assert pid is not None and alive(pid)
+    assert pid is not None and pid_alive(pid)
