@@ -62,14 +62,7 @@ PENDING_LAYER_EDGES: dict[tuple[str, str], str] = {}
 # Import cycles between modules: the exact set of modules of each cycle -> owner.
 PENDING_CYCLES: dict[frozenset[str], str] = {}
 # Library modules whose error texts still name CLI flags -> owner (#14 item 1).
-PENDING_FLAGS: dict[str, str] = {
-    "meshfilter.oras.auth": "oci",
-    "meshfilter.oras.client": "oci",
-    "meshfilter.oras.formats": "oci",
-    "meshfilter.oras.layout": "oci",
-    "meshfilter.oras.reference": "oci",
-    "meshfilter.oras.runtime_config": "oci",
-}
+PENDING_FLAGS: dict[str, str] = {}
 
 # What no module of meshfilter.filters may load, directly or through what it imports, at module level.
 IMPURE = ("lupa", "subprocess", "socket", "http", "urllib", "requests", "docker", "grpc", "wasmtime")

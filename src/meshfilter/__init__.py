@@ -81,6 +81,8 @@ _LAZY: dict[str, str] = {
     "auths_entry_for_host": "meshfilter.oras.auth",
     "read_layout": "meshfilter.oras.layout",
     "write_layout": "meshfilter.oras.layout",
+    "copy_artifact": "meshfilter.oras.copy",
+    "RegistryServer": "meshfilter.oras.server",
     # k8s
     "asm_filter_deployment": "meshfilter.k8s.asm",
     "wasm_plugin": "meshfilter.k8s.wasmplugin",
@@ -129,10 +131,12 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from meshfilter.lua.python_filter import build_python_filter as python_filter_to_lua
     from meshfilter.oras.auth import auths_entry_for_host, credentials_for_host
     from meshfilter.oras.client import RegistryClient, resolve_digest
+    from meshfilter.oras.copy import copy_artifact
     from meshfilter.oras.formats import build_artifact
     from meshfilter.oras.layout import read_layout, write_layout
     from meshfilter.oras.reference import Reference, parse_reference
     from meshfilter.oras.runtime_config import build_runtime_config
+    from meshfilter.oras.server import RegistryServer
     from meshfilter.sdk.checker import check_file as check_filter
     from meshfilter.sdk.reference import run_request
     from meshfilter.transcoder.bootstrap import transcoder_bootstrap

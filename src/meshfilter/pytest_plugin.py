@@ -21,6 +21,13 @@ available in any test suite:
 ``landing_server``
     The seed's gRPC LandingService (``meshfilter.examples.landing``) on a free loopback port;
     the fixture's value is ``"127.0.0.1:PORT"``. Stopped at teardown.
+``oci_registry``
+    A real OCI registry for the test session: Debian's ``docker-registry`` on a free loopback port,
+    plain HTTP, temporary storage (:class:`meshfilter.oras.server.RegistryServer`, the same code as
+    ``meshfilter registry serve``). ``oci_registry.host``; ``RegistryClient(ref, **oci_registry.client_kwargs())``.
+``oci_registry_factory``
+    ``oci_registry_factory(users={"u": "pw"}, tls=True, ...)`` starts another one with those
+    :class:`~meshfilter.oras.server.RegistryServer` options; each is stopped at teardown.
 
 Command-line option ``--meshfilter-backend process|container`` picks the Envoy backend.
 """
@@ -91,3 +98,27 @@ def landing_server() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         server.stop(None)
+
+
+@pytest.fixture(scope="session")
+def oci_registry() -> Iterator[Any]:
+    from meshfilter.oras.server import RegistryServer
+
+    with RegistryServer() as reg:
+        yield reg
+
+
+@pytest.fixture
+def oci_registry_factory() -> Iterator[Callable[..., Any]]:
+    from meshfilter.oras.server import RegistryServer
+
+    started: list[RegistryServer] = []
+
+    def _start(**kwargs: Any) -> RegistryServer:
+        reg = RegistryServer(**kwargs)
+        started.append(reg)
+        return reg.start()
+
+    yield _start
+    for reg in reversed(started):
+        reg.stop()

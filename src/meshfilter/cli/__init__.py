@@ -28,7 +28,7 @@ from meshfilter.cli._fields import speller
 from meshfilter.errors import MeshfilterError
 
 # command groups, each a module meshfilter.cli.<group> exposing register(subparsers)
-GROUPS: tuple[str, ...] = ("wasm", "envoy", "oras", "deploy", "lua", "transcoder", "demo", "new")
+GROUPS: tuple[str, ...] = ("wasm", "envoy", "oras", "registry", "deploy", "lua", "transcoder", "demo", "new")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -155,16 +155,11 @@ def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pin_kwargs(args: argparse.Namespace, image: str) -> dict[str, Any]:
-    """resolve_digest reads the default docker config itself; an explicit --docker-config is read here."""
+    """resolve_digest reads the docker config itself (--docker-config, else the default one)."""
     kw = _registry_kwargs(args)
     if args.docker_config:
-        from meshfilter.oras.auth import credentials_for_host
-        from meshfilter.oras.reference import parse_reference
-
-        creds = credentials_for_host(parse_reference(image, where="image").registry, args.docker_config)
-        if creds:
-            kw["username"], kw["password"] = creds
-    return kw
+        kw["docker_config"] = str(args.docker_config)
+    return {**kw, "report": lambda note: print(f"meshfilter: note: {note}", file=sys.stderr)}
 
 
 def _read_module(path: Path, field: str = "module") -> bytes:
