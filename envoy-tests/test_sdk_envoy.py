@@ -63,3 +63,15 @@ def test_the_envoy_comparison_sees_a_route_difference(envoy_backend: Any) -> Non
     assert still["envoy-wasm"].route_reselected is False and still["envoy-lua"].route_reselected is False
     upstream = moved["envoy-wasm"].request_headers
     assert upstream is not None and upstream["x-id"] == ["1"] and "x-old-id" not in upstream
+
+
+@pytest.mark.parametrize(("body", "saw"), [("", "no"), ("denied", "yes")])
+def test_a_local_reply_shows_content_length_only_with_a_body(envoy_backend: Any, body: str, saw: str) -> None:
+    """Envoy 1.40 shows a filter's own response callback a content-length on its local reply only when the
+    reply has a body; the emulator and the reference do the same."""
+    cls = load_class(KITCHEN_SINK.parent / "local_reply_headers.py", "LocalReplyHeaders")
+    with FilterUnderTest(cls, {"body": body}, envoy_backend=envoy_backend) as fut:
+        side = fut.run([("x-a", "1")])
+    assert side.agree(), side.differences()
+    for name in BACKENDS:
+        assert side[name].response_headers["x-saw-content-length"] == [saw], name

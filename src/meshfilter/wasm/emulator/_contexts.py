@@ -272,9 +272,11 @@ class HttpContext(_Stream):
         self.request_paused = False
         self.request_ended = True
         self.code_details = resp.details
-        headers = [(":status", str(resp.status_code)), *resp.headers, ("content-length", str(len(resp.body)))]
+        # As Envoy 1.40 shows the reply to the module (measured): content-length and content-type only
+        # with a body.
+        headers = [(":status", str(resp.status_code)), *resp.headers]
         if resp.body:
-            headers.append(("content-type", "text/plain"))
+            headers += [("content-length", str(len(resp.body))), ("content-type", "text/plain")]
         self.response_headers(headers, end_of_stream=not resp.body)
         if resp.body and not self.finished:
             self.response_body(resp.body, end_of_stream=True)
