@@ -10,7 +10,10 @@
 #   3. starts `podman system service --time=0 unix://$DIR/podman.sock` in the background unless it
 #      answers (nohup; PID in $DIR/podman.pid; log in $DIR/podman.log; DIR = $MESHFILTER_ENGINE_DIR,
 #      default /run/meshfilter);
-#   4. waits until /_ping answers and exports DOCKER_HOST.
+#   4. waits until /_ping answers and exports DOCKER_HOST;
+#   5. exports MESHFILTER_ENGINE_STARTED_PID=<pid> only when it started the service itself (step 3), so
+#      that the caller (.ci/test) stops exactly what it started and leaves alone an engine that was
+#      already running (e.g. the one shared by several engineers or CI jobs).
 # Safe under the caller's `set -euo pipefail`: every step that may fail is tested explicitly (set -e does
 # not apply inside a function called from an `if`), and the setup runs in a subshell; only the final
 # export touches the caller's shell.
@@ -59,6 +62,7 @@ runtime = "runc"'
       rm -f "$SOCK"
       $SUDO bash -c "cd / || exit 1; nohup podman system service --time=0 'unix://$SOCK' \
         >>'$RUN_DIR/podman.log' 2>&1 </dev/null & echo \$! >'$RUN_DIR/podman.pid'"
+      started="$(cat "$RUN_DIR/podman.pid")"
     fi
     for _ in $(seq 1 150); do
       _mf_engine_ping "$SOCK" && break
@@ -69,10 +73,13 @@ runtime = "runc"'
       tail -n 20 "$RUN_DIR/podman.log" >&2 || true
       exit 1
     fi
+    if [ -n "${started:-}" ]; then echo "$started"; fi  # stdout: the PID of what this run started
   fi
 )
 
 _mf_engine_main() {
+  unset MESHFILTER_ENGINE_STARTED_PID
+  local started
   # An existing, working Docker: change nothing.
   if [ -n "${DOCKER_HOST:-}" ]; then
     case "$DOCKER_HOST" in
@@ -84,8 +91,9 @@ _mf_engine_main() {
   elif _mf_engine_ping /var/run/docker.sock; then
     return 0
   fi
-  _mf_engine_setup || return 1
+  started="$(_mf_engine_setup)" || return 1
   export DOCKER_HOST="unix://${MESHFILTER_ENGINE_DIR:-/run/meshfilter}/podman.sock"
+  if [ -n "$started" ]; then export MESHFILTER_ENGINE_STARTED_PID="$started"; fi
 }
 
 if _mf_engine_main; then

@@ -8,12 +8,18 @@ Variants, measured side by side and alternated over rounds (medians reported):
   get_header_map_pairs, an allocation, replace + clear_route_cache).
 
 CPU time (``time.process_time``) is reported beside wall time: on a shared 2-core machine wall time
-is mostly other people's load. Run: ``python bench/bench_emulator.py [--requests N] [--rounds R]``.
+is mostly other people's load. Then the memory check: ``--memory-requests`` (default 100,000) requests
+through propagate-0.2.1 in one emulator, recording the process's RSS and the module's linear memory
+every 10,000 requests (the records are cleared at each checkpoint: they are the test's data, kept until
+``clear_records()``); memory is flat when neither grows after the first checkpoint.
+
+Run (pinned, on a quiet machine): ``taskset -c 1 python bench/bench_emulator.py --requests 20000 --rounds 5``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -59,10 +65,33 @@ def measure(emu: HostEmulator, n: int) -> tuple[float, float, float]:
     return n / cpu, (emu.calls - calls0) / cpu, n / wall
 
 
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_run(n: int, every: int = 10_000) -> list[tuple[int, int, int]]:
+    """(requests so far, RSS bytes, linear memory bytes) at each checkpoint."""
+    emu = variants()["propagate-0.2.1"]()
+    assert emu.start(), emu.logs
+    points = []
+    done = 0
+    while done < n:
+        for _ in range(min(every, n - done)):
+            emu.run_request(HEADERS)
+        done += min(every, n - done)
+        emu.clear_records()
+        gc.collect()
+        points.append((done, rss_bytes(), emu.memory_size()))
+    return points
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=5000, help="requests per variant per round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--memory-requests", type=int, default=100_000,
+                    help="requests in the memory check (0 skips it)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
@@ -87,6 +116,14 @@ def main() -> int:
               "", "The emulator calls into wasmtime through its unchecked C API (raw value arrays, signatures "
               "checked once); the remaining cost is Python: ctypes transitions and the header-map bookkeeping "
               "of each host call."]
+    if args.memory_requests:
+        points = memory_run(args.memory_requests)
+        first, last = points[0], points[-1]
+        lines += ["", f"Memory over {last[0]:,} requests (propagate-0.2.1, one emulator): RSS "
+                  f"{first[1] / 2**20:.1f} MiB after {first[0]:,}, {last[1] / 2**20:.1f} MiB after {last[0]:,} "
+                  f"({(last[1] - first[1]) / 2**10:+,.0f} KiB); linear memory {first[2]:,} -> {last[2]:,} bytes.", "",
+                  "| requests | RSS (MiB) | linear memory (bytes) |", "| ---: | ---: | ---: |"]
+        lines += [f"| {n:,} | {rss / 2**20:.1f} | {mem:,} |" for n, rss, mem in points]
     body = "\n".join(lines)
     print(body)
     if not args.no_write:

@@ -33,8 +33,11 @@ from meshfilter.envoy.bootstrap import wasm_code, wasm_filter  # noqa: E402
 from meshfilter.filters import tagging as t  # noqa: E402
 from meshfilter.k8s.lua_envoyfilter import lua_http_filter  # noqa: E402
 from meshfilter.lua.codegen import compile_rules  # noqa: E402
+from meshfilter.lua.python_filter import build_python_filter as python_to_lua  # noqa: E402
+from meshfilter.sdk import examples  # noqa: E402
 from meshfilter.wasm import ModuleBuilder, build_tag_rules  # noqa: E402
 from meshfilter.wasm.codegen import MapType  # noqa: E402
+from meshfilter.wasm.python_filter import build_python_filter  # noqa: E402
 
 UA = "Mozilla/5.0 (iPhone13,2; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 BASELINE = "none"
@@ -82,7 +85,12 @@ def variants() -> list[eb.Variant]:
         out.append(V(f"wasm-{n}", wasm(module), f"`meshfilter wasm build tag-rules`, {n} rule(s)", module))
     noclear = build_tag_rules(ruleset(1), clear_route_cache=False)
     noop, pairs, get = probe_module(), probe_module(pairs=True), probe_module(get=True)
+    from_python = build_python_filter(examples.path("gateway-tag"))
     out += [
+        V("tagging example from Python", wasm(from_python), "meshfilter.sdk.examples.gateway_tag, "
+          "`meshfilter wasm build python` (the lua-1 rule; header read with the map's pairs)", from_python),
+        V("tagging example from Python, Lua", [lua_http_filter(python_to_lua(examples.path("gateway-tag")))],
+          "the same class, `meshfilter lua build`"),
         V("wasm-1, no clear", wasm(noclear), "wasm-1 without the foreign-function route-cache clear", noclear),
         V("probe: no-op", wasm(noop), "fixed cost: stream context + 1 VM entry", noop),
         V("probe: read all headers", wasm(pairs), "+ proxy_get_header_map_pairs (and its allocator call)", pairs),

@@ -33,7 +33,9 @@ from bench import _envoy_bench as eb  # noqa: E402
 from bench._report import median, write_section  # noqa: E402
 from meshfilter.envoy import bootstrap as bs  # noqa: E402
 from meshfilter.filters.propagate import ROOT_ID  # noqa: E402
+from meshfilter.sdk import examples  # noqa: E402
 from meshfilter.wasm import ModuleBuilder, build_propagate_header  # noqa: E402
+from meshfilter.wasm.python_filter import build_python_filter  # noqa: E402
 
 NAME, VALUE = "route-v", "hello2v2"
 CONFIG = f'{{"head_tag_name": "{NAME}", "head_tag_value": "{VALUE}"}}'
@@ -73,6 +75,7 @@ def variants() -> list[eb.Variant]:
     noop, noop_life = probe_module(), probe_module(lifecycle=True)
     clear_only = probe_module(clear=1)
     replace_x, clear_x = probe_module(replace=REPEAT), probe_module(clear=REPEAT)
+    from_python = build_python_filter(examples.path("propagate-header"))
     V = eb.Variant
     return [
         V(BASELINE, [], "direct response, no HTTP filter"),
@@ -85,6 +88,8 @@ def variants() -> list[eb.Variant]:
           ph_noclear),
         V("propagate-header", wasm(ph, CONFIG, ROOT_ID), "replace + clear (ABI 0.2.1)", ph),
         V("propagate-header ABI 0.1.0", wasm(ph01, CONFIG, ROOT_ID), "replace + proxy_clear_route_cache", ph01),
+        V("propagate-header from Python", wasm(from_python, CONFIG, ROOT_ID),
+          "meshfilter.sdk.examples.propagate_header, `meshfilter wasm build python`", from_python),
         V(f"Wasm replace ×{REPEAT}", wasm(replace_x), f"one host call, {REPEAT} times: (row − no-op) / {REPEAT} "
           "is its cost", replace_x),
         V(f"Wasm clear ×{REPEAT}", wasm(clear_x), f"foreign function, {REPEAT} times", clear_x),

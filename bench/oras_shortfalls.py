@@ -21,7 +21,7 @@ import oras.provider
 
 from meshfilter.oras.client import RegistryClient
 from meshfilter.oras.formats import WASM_CONFIG, WASM_LAYER, build_artifact
-from meshfilter.oras.testing import RegistryServer
+from meshfilter.testing.registry import RegistryServer
 from meshfilter.util.ports import free_port
 
 SLEEPS: list[float] = []

@@ -34,8 +34,8 @@ from meshfilter.k8s.secret import decode
 from meshfilter.oras.client import RegistryClient
 from meshfilter.oras.formats import build_artifact
 from meshfilter.oras.runtime_config import build_runtime_config
-from meshfilter.oras.testing import RegistryServer
 from meshfilter.testing.file_server import serve_directory
+from meshfilter.testing.registry import RegistryServer
 from meshfilter.wasm import build_propagate_header
 
 pytestmark = [pytest.mark.envoy]

@@ -142,6 +142,7 @@ def test_pin_uses_the_registry_digest(monkeypatch: pytest.MonkeyPatch, capsys: p
     doc = load_yaml(capsys.readouterr().out)[0]
     assert doc["spec"]["sha256"] == "b" * 64
     assert doc["spec"]["url"] == "oci://registry.example.com/f/p@sha256:" + "b" * 64
+    assert callable(seen[0][1].pop("report"))  # an image index's choice is reported as a note
     assert seen == [("registry.example.com/f/p:1", {"plain_http": True, "insecure": False})]
 
 

@@ -82,17 +82,17 @@ def test_docker_schema2() -> None:
         build_artifact("docker", MOD, runtime_config=None, annotations={"a": "b"})
 
 
-@pytest.mark.parametrize("fmt", ["asm", "wasme", "compat", "docker"])
+@pytest.mark.parametrize("fmt", ["asm", "wasme", "compat", "docker", "cncf"])
 def test_builds_are_deterministic_and_detected_back(fmt: str) -> None:
-    a = build_artifact(fmt, MOD, runtime_config=RC if fmt != "docker" else None)
-    b = build_artifact(fmt, MOD, runtime_config=RC if fmt != "docker" else None)
+    a = build_artifact(fmt, MOD, runtime_config=RC if fmt not in ("docker", "cncf") else None)
+    b = build_artifact(fmt, MOD, runtime_config=RC if fmt not in ("docker", "cncf") else None)
     assert a.manifest_bytes == b.manifest_bytes
     d = detect_format(a.manifest)
     assert d.format == fmt
     layer = a.blobs[d.wasm_layer["digest"]]
     assert extract_module(d, layer) == MOD
     rc = runtime_config_of(d, a.manifest, a.blobs[a.manifest["config"]["digest"]], layer if d.packed else None)
-    if fmt == "docker":
+    if fmt in ("docker", "cncf"):
         assert rc is None
     else:
         assert rc is not None and rc.root_ids == ("propaganda_filter_root",)
@@ -156,3 +156,106 @@ def test_builder_input_errors() -> None:
         build_artifact("wasme", MOD, runtime_config=None)
     with pytest.raises(UsageError, match="unknown format"):
         build_artifact("tarball", MOD, runtime_config=RC)
+
+
+# -- what Istio's agent reads: image indexes, several layers, the CNCF layout -----------------------------
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue())
+
+
+def _index(*platforms: dict[str, str] | None) -> dict[str, object]:
+    entries = []
+    for i, plat in enumerate(platforms):
+        d = descriptor(OCI_MANIFEST, f"manifest {i}".encode())
+        if plat is not None:
+            d["platform"] = plat
+        entries.append(d)
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+
+
+def test_index_takes_linux_amd64_like_go_containerregistry() -> None:
+    from meshfilter.oras.formats import select_manifest
+
+    idx = _index({"os": "linux", "architecture": "arm64"}, {"os": "linux", "architecture": "amd64", "variant": "v3"},
+                 {"os": "linux", "architecture": "amd64"})
+    choice = select_manifest(idx)
+    assert choice.descriptor is idx["manifests"][1] and choice.reason == "linux/amd64"  # type: ignore[index]
+    assert choice.platform == "linux/amd64/v3"
+    note = choice.note("r.example/a:1")
+    assert "image index of 3 manifest(s)" in note and "linux/amd64" in note and choice.descriptor["digest"] in note
+    # an entry without a platform counts as linux/amd64 (go-containerregistry's default)
+    assert select_manifest(_index({"os": "windows", "architecture": "amd64"}, None)).reason == "linux/amd64"
+    # no linux/amd64: the only entry, saying which platform it is
+    only = select_manifest(_index({"os": "linux", "architecture": "arm64"}))
+    assert only.reason == "only" and "its only manifest (linux/arm64)" in only.note("r")
+    with pytest.raises(NotWasmArtifactError, match=r"no linux/amd64 manifest \(platforms: linux/arm64, linux/s390x\)"):
+        select_manifest(_index({"os": "linux", "architecture": "arm64"}, {"os": "linux", "architecture": "s390x"}))
+    nested = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_INDEX, b"{}")]}
+    with pytest.raises(NotWasmArtifactError, match="nested"):
+        select_manifest(nested)
+
+
+def test_docker_and_oci_images_with_several_layers_take_the_last() -> None:
+    from meshfilter.oras.formats import extract
+
+    base = descriptor(DOCKER_LAYER_TAR_GZIP, b"base layer")
+    last_gz = _tar_gz({"runtime-config.json": RC, "plugin.wasm": MOD, "other.wasm": MOD[:8]})
+    docker = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": descriptor(DOCKER_CONFIG, b"{}"),
+              "layers": [base, descriptor(DOCKER_LAYER_TAR_GZIP, last_gz)]}
+    d = detect_format(docker)
+    assert d.format == "docker" and d.wasm_layer["digest"] == docker["layers"][1]["digest"]  # type: ignore[index]
+    assert d.other_layers == (base,)
+    ex = extract(d, last_gz)
+    assert ex.module == MOD and ex.member == "plugin.wasm"
+    assert any("last of 2 layers" in n and base["digest"][:19] in n for n in ex.notes)
+    assert any("other.wasm" in n for n in ex.notes)
+    # OCI (compat) with a base layer, and a last layer whose only .wasm is not named plugin.wasm
+    only_gz = _tar_gz({"./filter/module.wasm": MOD, "README": b"x"})
+    oci = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, b"{}"),
+           "layers": [descriptor(OCI_LAYER_TAR_GZIP, b"b1"), descriptor(OCI_LAYER_TAR_GZIP, b"b2"),
+                      descriptor(OCI_LAYER_TAR_GZIP, only_gz)]}
+    d2 = detect_format(oci)
+    assert d2.format == "compat" and len(d2.other_layers) == 2
+    ex2 = extract(d2, only_gz)
+    assert ex2.module == MOD and ex2.member == "filter/module.wasm"
+    assert any("no plugin.wasm: took its only .wasm file, filter/module.wasm" in n for n in ex2.notes)
+    with pytest.raises(NotWasmArtifactError, match=r"no plugin.wasm \(a.wasm, b.wasm\)"):
+        extract(d2, _tar_gz({"a.wasm": MOD, "b.wasm": MOD}))
+
+
+def test_cncf_layout_build_and_detect() -> None:
+    from meshfilter.oras.formats import CNCF_ARTIFACT_MODULE, CNCF_CONFIG, CNCF_LAYER
+
+    a = build_artifact("cncf", MOD, runtime_config=None, title="f.wasm")
+    m = a.manifest
+    assert m["mediaType"] == OCI_MANIFEST and m["artifactType"] == CNCF_ARTIFACT_MODULE
+    assert m["config"]["mediaType"] == CNCF_CONFIG
+    assert m["layers"] == [descriptor(CNCF_LAYER, MOD, {ANNOTATION_TITLE: "f.wasm"})]
+    cfg = json.loads(a.blobs[m["config"]["digest"]])
+    assert cfg == {"created": "1970-01-01T00:00:00Z", "architecture": "wasm", "os": "wasip1",
+                   "layerDigests": [m["layers"][0]["digest"]]}
+    d = detect_format(m)
+    assert d.format == "cncf" and extract_module(d, a.blobs[d.wasm_layer["digest"]]) == MOD
+    assert runtime_config_of(d, m, a.blobs[m["config"]["digest"]], None) is None
+    assert build_artifact("cncf", MOD, runtime_config=None, title="f.wasm").manifest_bytes == a.manifest_bytes
+    with pytest.raises(UsageError, match="no place for a runtime config"):
+        build_artifact("cncf", MOD, runtime_config=RC)
+    two = {**m, "layers": [m["layers"][0], descriptor(CNCF_LAYER, MOD + b"x")]}
+    with pytest.raises(NotWasmArtifactError, match="2 application/wasm layers"):
+        detect_format(two)
+
+
+def test_library_errors_name_fields_not_flags() -> None:
+    with pytest.raises(UsageError) as exc:
+        build_artifact("asm", MOD, runtime_config=None)
+    assert exc.value.where == "root_id" and "`root_id`" in (exc.value.hint or "") and "--" not in exc.value.line()
+    with pytest.raises(UsageError) as exc:
+        build_artifact("docker", MOD, runtime_config=None, annotations={"a": "b"})
+    assert exc.value.where == "annotation" and "--" not in exc.value.line()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshfilter.errors import HostCallError, WasmError
+from meshfilter.errors import HostCallError, WasmError, WasmTrap
 from meshfilter.wasm.emulator import Action, HostEmulator, detect_abi
 from meshfilter.wasm.pairs import PairsFormatError, parse_pairs, serialize_pairs
 
@@ -187,8 +187,9 @@ def test_abi_020_marker_is_detected() -> None:
 
 
 def test_module_without_abi_marker_is_refused() -> None:
-    with pytest.raises(WasmError, match="proxy_abi_version"):
+    with pytest.raises(WasmError, match="Missing or unknown Proxy-Wasm ABI version") as info:
         HostEmulator('(module (memory (export "memory") 1))')
+    assert "proxy_abi_version_0_2_1" in (info.value.hint or "")
 
 
 UNKNOWN_IMPORT = _reorder_imports(module("""
@@ -198,8 +199,15 @@ UNKNOWN_IMPORT = _reorder_imports(module("""
 """))
 
 
-def test_unknown_import_fails_when_called_naming_the_import() -> None:
-    emu = HostEmulator(UNKNOWN_IMPORT)
+def test_unknown_import_is_refused_like_envoy() -> None:
+    with pytest.raises(HostCallError, match=r"Failed to load Wasm module due to a missing import: "
+                                            r"env\.proxy_grpc_call_v9") as info:
+        HostEmulator(UNKNOWN_IMPORT)
+    assert info.value.import_name == "env.proxy_grpc_call_v9"
+
+
+def test_unknown_import_fails_when_called_without_strict_imports() -> None:
+    emu = HostEmulator(UNKNOWN_IMPORT, strict_imports=False)
     assert emu.start()  # instantiation works: the import is only a stub
     with pytest.raises(HostCallError, match=r"env\.proxy_grpc_call_v9") as info:
         emu.run_request([])
@@ -207,15 +215,10 @@ def test_unknown_import_fails_when_called_naming_the_import() -> None:
     assert "\n" not in info.value.line()
 
 
-def test_unknown_import_fails_at_instantiation_when_strict() -> None:
-    with pytest.raises(HostCallError, match=r"env\.proxy_grpc_call_v9"):
-        HostEmulator(UNKNOWN_IMPORT, strict_imports=True)
-
-
 def test_import_with_wrong_signature_is_refused() -> None:
     wat = module("", imports='(import "env" "proxy_log" (func $log (param i32) (result i32)))')
-    with pytest.raises(HostCallError,
-                       match=r"env\.proxy_log .*signature i32 -> i32, but the host function has i32 i32 i32 -> i32"):
+    with pytest.raises(HostCallError, match=r"import type mismatch: env\.proxy_log, want: i32 -> i32, "
+                                            r"but host exports: i32 i32 i32 -> i32"):
         HostEmulator(wat)
 
 
@@ -276,8 +279,8 @@ WASI_START = _reorder_imports(module("""
     (drop (call $fd_write (i32.const 2) (i32.const 64) (i32.const 1) (i32.const 72)))
     (drop (call $env_sizes (i32.const 80) (i32.const 84)))
     (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 88)))
-    (drop (call $rand (i32.const 96) (i32.const 8)))
-    (call $exit (i32.const 0)))
+    (drop (call $rand (i32.const 96) (i32.const 8))))
+  (func (export "exit_now") (call $exit (i32.const 3)))
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
     ;; report the number of environment variables and the clock as success flags
     (i32.and (i32.eq (i32.load (i32.const 80)) (i32.const 1))
@@ -285,16 +288,25 @@ WASI_START = _reorder_imports(module("""
 """))
 
 
-def test_wasi_start_fd_write_environ_clock_and_proc_exit_zero() -> None:
+def test_wasi_start_fd_write_environ_clock() -> None:
     emu = HostEmulator(WASI_START, environ={"A": "1"}, clock=lambda: 1234567890123)
     assert emu.start_vm() is True
     assert [(r.level, r.message) for r in emu.logs] == [("info", "hello from go"), ("error", "oops")]
+    assert {r.context_id for r in emu.logs} == {0}  # the VM context, as in Envoy
 
 
-def test_proc_exit_nonzero_is_an_error() -> None:
-    wat = WASI_START.replace("(call $exit (i32.const 0))", "(call $exit (i32.const 3))")
-    with pytest.raises(WasmError, match=r"_start called proc_exit\(3\)"):
+def test_proc_exit_returns_as_in_envoy() -> None:
+    emu = HostEmulator(WASI_START, environ={"A": "1"}, clock=lambda: 1234567890123)
+    assert emu.start_vm()
+    assert emu.call_export("exit_now") is None  # cpp-host logs it and returns; the module goes on
+    assert emu.host_messages == ["wasi_unstable proc_exit"]
+
+
+def test_proc_exit_while_starting_is_a_restricted_callback() -> None:
+    wat = WASI_START.replace("(i32.const 8))))", "(i32.const 8)) (call $exit (i32.const 0))))")
+    with pytest.raises(WasmTrap, match=r"_start trapped: Uncaught Error: restricted_callback") as info:
         HostEmulator(wat).start_vm()
+    assert info.value.envoy_message.startswith("Function: _start failed: Uncaught Error: restricted_callback")
 
 
 BAD_POINTER = _reorder_imports(module("""

@@ -65,3 +65,80 @@ def test_trap_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_missing_module_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["wasm", "run", str(tmp_path / "nope.wasm")]) == 1
     assert "cannot read module" in capsys.readouterr().err
+
+
+# -- new flags, check, TCP ---------------------------------------------------------------------------------
+
+def _wat_file(tmp_path: Path, wat: str, name: str = "m.wasm") -> Path:
+    path = tmp_path / name
+    path.write_bytes(wasmtime.wat2wasm(wat))
+    return path
+
+
+def test_run_http_call_response_cluster_and_local_reply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.wasm_modules import http_call_module
+
+    path = _wat_file(tmp_path, http_call_module())
+    rc = main(["wasm", "run", str(path), "--cluster", "auth", "--http-call-response", "200:deny",
+               "--header", ":path=/", "--response-header", ":status=200"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "http calls:\n  4: auth /check (answered)\n" in out
+    assert "local response: 403 \nlocal response body: 'denied'" in out
+    assert "  [info] body=deny" in out
+
+
+def test_run_json_has_calls_metrics_and_shared_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.wasm_modules import queue_timer_metrics_module
+
+    path = _wat_file(tmp_path, queue_timer_metrics_module())
+    assert main(["wasm", "run", str(path), "--json", "--header", "a=1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metrics"] == {"ticks": 0, "depth": 7, "sizes": 1}
+    assert report["shared_data"] == {"seen": "yes"}
+    assert report["http_calls"] == [] and report["grpc_calls"] == []
+
+
+def test_run_property_body_trailer_and_vm_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.wasm_modules import property_probe_module
+
+    path = _wat_file(tmp_path, property_probe_module(("my.key", "plugin_vm_id", "n")))
+    rc = main(["wasm", "run", str(path), "--property", "my.key=v", "--property", "n=7", "--vm-id", "vm7",
+               "--body", "hello", "--trailer", "t=1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["request_body"] == "hello"
+    logs = [r["message"].replace("\0", ".") for r in report["logs"]]
+    assert "Qmy.key=0:76" in logs  # the property the test set, seen by the module
+    assert "Qplugin_vm_id=0:766d37" in logs  # "vm7"
+    assert "Qn=0:0700000000000000" in logs  # an integer, as Envoy serializes it
+
+
+def test_bad_http_call_response_is_a_usage_error(sdk_module: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["wasm", "run", str(sdk_module), "--http-call-response", "ok"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--http-call-response 'ok' is not STATUS:BODY" in err
+
+
+def test_run_tcp_connection(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.wasm_modules import TCP_FILTER
+
+    assert main(["wasm", "run", str(TCP_FILTER), "--downstream-data", "ping", "--upstream-data", "pong"]) == 0
+    out = capsys.readouterr().out
+    assert "new connection: continue\nto upstream: 'to-upstream:pingto-upstream:'\n" in out
+    assert "to client: 'to-client:pongto-client:'" in out
+    assert "  [info] upstream close peer=0\n  [info] downstream data: \n  [info] downstream close peer=2" in out
+
+
+def test_check_ok_and_refused(sdk_module: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["wasm", "check", str(sdk_module)]) == 0
+    assert "ok (proxy-wasm ABI 0.2.1, 10 imports; Envoy 1.40 loads it)" in capsys.readouterr().out
+    bad = _wat_file(tmp_path, """(module (import "env" "proxy_nope" (func)) (memory (export "memory") 1)
+      (func (export "malloc") (param i32) (result i32) (i32.const 0)) (func (export "proxy_abi_version_0_1_0"))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0)))""")
+    assert main(["wasm", "check", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{bad}: Failed to load Wasm module due to a missing import: env.proxy_nope",
+                     f"{bad}: Bad function signature for: proxy_on_request_headers, want: i32 i32 -> i32, but "
+                     "the module exports: i32 i32 i32 -> i32"]
+    assert main(["wasm", "check", str(bad), "--json"]) == 1
+    assert [p["kind"] for p in json.loads(capsys.readouterr().out)["problems"]] == ["import", "signature"]

@@ -18,3 +18,12 @@ def test_fixture_can_leave_the_vm_unstarted(wasm_emulator: Any) -> None:
     emu = wasm_emulator(SDK_LIKE, start=False)
     assert emu.vm_started is False and emu.configured is None
     assert emu.start() is False  # empty configuration is refused by this module
+
+
+def test_fixture_runs_a_network_filter(wasm_emulator: Any) -> None:
+    from tests.wasm_modules import TCP_FILTER
+
+    emu = wasm_emulator(TCP_FILTER)
+    result = emu.run_connection([b"a", b"b"], [b"c"], close="none")
+    assert result.downstream_data == b"to-upstream:ato-upstream:b"
+    assert result.upstream_data == b"to-client:c"

@@ -54,8 +54,13 @@ _LAZY: dict[str, str] = {
     "HostEmulator": "meshfilter.wasm.emulator",
     "ModuleBuilder": "meshfilter.wasm.codegen",
     "assemble": "meshfilter.wasm.codegen",
+    "build_python_filter": "meshfilter.wasm.python_filter",
     # lua
     "compile_rules_to_lua": "meshfilter.lua.codegen:compile_rules",
+    "python_filter_to_lua": "meshfilter.lua.python_filter:build_python_filter",
+    # sdk: filters written in Python
+    "run_request": "meshfilter.sdk.reference",
+    "check_filter": "meshfilter.sdk.checker:check_file",
     # envoy
     "start_envoy": "meshfilter.envoy.runner",
     "get_backend": "meshfilter.envoy.runner",
@@ -76,6 +81,8 @@ _LAZY: dict[str, str] = {
     "auths_entry_for_host": "meshfilter.oras.auth",
     "read_layout": "meshfilter.oras.layout",
     "write_layout": "meshfilter.oras.layout",
+    "copy_artifact": "meshfilter.oras.copy",
+    "RegistryServer": "meshfilter.oras.server",
     # k8s
     "asm_filter_deployment": "meshfilter.k8s.asm",
     "wasm_plugin": "meshfilter.k8s.wasmplugin",
@@ -121,12 +128,17 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from meshfilter.k8s.wasm_envoyfilter import wasm_envoy_filter
     from meshfilter.k8s.wasmplugin import wasm_plugin
     from meshfilter.lua.codegen import compile_rules as compile_rules_to_lua
+    from meshfilter.lua.python_filter import build_python_filter as python_filter_to_lua
     from meshfilter.oras.auth import auths_entry_for_host, credentials_for_host
     from meshfilter.oras.client import RegistryClient, resolve_digest
+    from meshfilter.oras.copy import copy_artifact
     from meshfilter.oras.formats import build_artifact
     from meshfilter.oras.layout import read_layout, write_layout
     from meshfilter.oras.reference import Reference, parse_reference
     from meshfilter.oras.runtime_config import build_runtime_config
+    from meshfilter.oras.server import RegistryServer
+    from meshfilter.sdk.checker import check_file as check_filter
+    from meshfilter.sdk.reference import run_request
     from meshfilter.transcoder.bootstrap import transcoder_bootstrap
     from meshfilter.transcoder.compile import compile_proto
     from meshfilter.transcoder.config import TranscoderOptions
@@ -134,6 +146,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from meshfilter.wasm.codegen import ModuleBuilder, assemble
     from meshfilter.wasm.emulator import HostEmulator
     from meshfilter.wasm.propagate import build_propagate_header
+    from meshfilter.wasm.python_filter import build_python_filter
     from meshfilter.wasm.tag_rules import build_tag_rules
 
 

@@ -20,7 +20,8 @@ Tree::
     ├── UsageError             bad flags or input files (exit 2)
     │   └── ConfigError        a filter configuration that is invalid
     ├── WasmError              codegen, assembly, emulator
-    │   └── HostCallError      the emulator met a host call it does not implement
+    │   ├── HostCallError      the emulator met a host call it does not implement
+    │   └── WasmTrap           the module trapped in the emulator (backtrace, last log lines)
     ├── LuaError               Lua codegen or LuaJIT compile failure
     ├── TranscoderError        proto compile, descriptor, service lookup
     ├── RegistryError          OCI registry / layout failures
@@ -86,6 +87,23 @@ class HostCallError(WasmError):
     def __init__(self, what: str, *, import_name: str, where: str | None = None,
                  hint: str | None = None) -> None:
         self.import_name = import_name
+        super().__init__(what, where=where, hint=hint)
+
+
+class WasmTrap(WasmError):
+    """A module trapped (or was interrupted) in the emulator. ``callback`` is the export that was
+    running, ``reason`` the trap in Envoy's (V8's) words, ``backtrace`` the Wasm frames innermost first
+    (``"0x1a2 - name"``), ``last_logs`` the module's last log lines (a Rust panic logs "panicked at ..."
+    just before it traps), ``envoy_message`` the multi-line text Envoy logs for it."""
+
+    def __init__(self, what: str, *, callback: str, reason: str, backtrace: tuple[str, ...] = (),
+                 last_logs: tuple[str, ...] = (), envoy_message: str = "", where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.callback = callback
+        self.reason = reason
+        self.backtrace = backtrace
+        self.last_logs = last_logs
+        self.envoy_message = envoy_message
         super().__init__(what, where=where, hint=hint)
 
 

@@ -12,9 +12,22 @@ available in any test suite:
 ``wasm_emulator``
     A factory for the proxy-wasm host emulator (see ``meshfilter.wasm.emulator``):
     ``wasm_emulator(module_or_path, root_id=..., plugin_config=...)``.
+``filter_backends``
+    For filters written in Python (``meshfilter.sdk``): ``filter_backends(FilterClass, config, headers,
+    status=200)`` runs one request on every backend (the reference, the Wasm emulator, Lua in LuaJIT,
+    a real Envoy running the Wasm module and one running the Lua script) and returns the results side by
+    side (:class:`meshfilter.testing.sdk.SideBySide`: ``.agree()``, ``.differences()``, ``[backend]``).
+    Each class and configuration is compiled once per test; the Envoys stop at teardown.
 ``landing_server``
     The seed's gRPC LandingService (``meshfilter.examples.landing``) on a free loopback port;
     the fixture's value is ``"127.0.0.1:PORT"``. Stopped at teardown.
+``oci_registry``
+    A real OCI registry for the test session: Debian's ``docker-registry`` on a free loopback port,
+    plain HTTP, temporary storage (:class:`meshfilter.oras.server.RegistryServer`, the same code as
+    ``meshfilter registry serve``). ``oci_registry.host``; ``RegistryClient(ref, **oci_registry.client_kwargs())``.
+``oci_registry_factory``
+    ``oci_registry_factory(users={"u": "pw"}, tls=True, ...)`` starts another one with those
+    :class:`~meshfilter.oras.server.RegistryServer` options; each is stopped at teardown.
 
 Command-line option ``--meshfilter-backend process|container`` picks the Envoy backend.
 """
@@ -69,6 +82,14 @@ def wasm_emulator() -> Any:
 
 
 @pytest.fixture
+def filter_backends(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    from meshfilter.testing.sdk import side_by_side
+
+    with side_by_side(get_backend(request.config.getoption("--meshfilter-backend"))) as run:
+        yield run
+
+
+@pytest.fixture
 def landing_server() -> Iterator[str]:
     from meshfilter.examples.landing import serve
 
@@ -77,3 +98,27 @@ def landing_server() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         server.stop(None)
+
+
+@pytest.fixture(scope="session")
+def oci_registry() -> Iterator[Any]:
+    from meshfilter.oras.server import RegistryServer
+
+    with RegistryServer() as reg:
+        yield reg
+
+
+@pytest.fixture
+def oci_registry_factory() -> Iterator[Callable[..., Any]]:
+    from meshfilter.oras.server import RegistryServer
+
+    started: list[RegistryServer] = []
+
+    def _start(**kwargs: Any) -> RegistryServer:
+        reg = RegistryServer(**kwargs)
+        started.append(reg)
+        return reg.start()
+
+    yield _start
+    for reg in reversed(started):
+        reg.stop()

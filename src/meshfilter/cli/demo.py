@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
+from meshfilter.cli._common import shielded
 from meshfilter.errors import DemoError, UsageError
 
 
@@ -68,14 +67,11 @@ def _logger(args: argparse.Namespace) -> Any:
     return lambda msg: print(f"# {msg}", file=sys.stderr, flush=True)
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through LocalMesh.__exit__, which stops everything
-
-
 def _run(args: argparse.Namespace, mesh: Any, probes: Sequence[Any], try_cmd: str) -> int:
+    """Start the mesh, send the probes, serve with ``--serve``. Ctrl-C and SIGTERM unwind through here
+    (``meshfilter.cli.main`` turns SIGTERM into the same exception), so the mesh is always stopped."""
     from meshfilter.demo.run import DEMO_PATH, run_probes
-    old = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
-        else None
+
     try:
         mesh.start()
         try:
@@ -94,27 +90,11 @@ def _run(args: argparse.Namespace, mesh: Any, probes: Sequence[Any], try_cmd: st
                       file=sys.stderr, flush=True)
                 threading.Event().wait()
         finally:
-            _shielded(mesh.stop)
+            shielded(mesh.stop)
     except DemoError as exc:
         _print_tail(exc)
         raise
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
     return 0 if ok else 1
-
-
-def _shielded(func: Any) -> None:
-    """Run the clean-up with Ctrl-C and SIGTERM ignored, so a second Ctrl-C cannot cut it short."""
-    if threading.current_thread() is not threading.main_thread():
-        func()
-        return
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        func()
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 def _print_tail(exc: DemoError) -> None:

@@ -155,16 +155,11 @@ def _registry_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pin_kwargs(args: argparse.Namespace, image: str) -> dict[str, Any]:
-    """resolve_digest reads the default docker config itself; an explicit --docker-config is read here."""
+    """resolve_digest reads the docker config itself (--docker-config, else the default one)."""
     kw = _registry_kwargs(args)
     if args.docker_config:
-        from meshfilter.oras.auth import credentials_for_host
-        from meshfilter.oras.reference import parse_reference
-
-        creds = credentials_for_host(parse_reference(image, where="image").registry, args.docker_config)
-        if creds:
-            kw["username"], kw["password"] = creds
-    return kw
+        kw["docker_config"] = str(args.docker_config)
+    return {**kw, "report": lambda note: print(f"meshfilter: note: {note}", file=sys.stderr)}
 
 
 def _read_module(path: Path, field: str = "module") -> bytes:
@@ -216,7 +211,10 @@ def _emit(args: argparse.Namespace, docs: list[dict[str, Any]]) -> int:
     elif out.endswith((".yaml", ".yml", ".json")):  # one file holding every resource
         text = to_json(docs) if out.endswith(".json") else to_yaml(docs)
         secret = any(d.get("kind") == "Secret" for d in docs)
-        atomic_write_text(Path(out), text, mode=0o600 if secret else 0o644)
+        if not Path(out).parent.is_dir():  # deploy writes folders of resources anyway: create, and say so
+            Path(out).parent.mkdir(parents=True)
+            print(f"created folder {Path(out).parent}", file=sys.stderr)
+        atomic_write_text(Path(out), text, mode=0o600 if secret else 0o644, parents=False, field="output")
         print(f"wrote {out}", file=sys.stderr)
     else:
         for path in write_dir(docs, Path(out)):

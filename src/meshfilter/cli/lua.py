@@ -1,8 +1,10 @@
-"""``meshfilter lua``: Lua filters for Envoy. ``lua tag`` compiles header-tagging rules.
+"""``meshfilter lua``: Lua filters for Envoy. ``lua tag`` compiles header-tagging rules; ``lua build``
+compiles a filter written in Python (``meshfilter.cli.lua_build``).
 
     meshfilter lua tag --header user-agent --contains iPhone13 \\
         --set x-asm-prefer-tag=version-gray --else x-asm-prefer-tag=version-base
     meshfilter lua tag --rules rules.yaml [--lua-only] [-o FILE]
+    meshfilter lua build filter.py --config "$(cat config.json)" [--envoyfilter] [-o FILE]
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ from __future__ import annotations
 import argparse
 
 from meshfilter.cli._common import add_output_flag, write_output
+from meshfilter.cli._lua_envoyfilter import add_envoyfilter_flags, envoyfilter_from_args
 from meshfilter.cli._rules import add_rule_flags, ruleset_from_args
-from meshfilter.cli.deploy_checks import check_labels
 from meshfilter.filters.tagging import LITERAL_MATCHERS
 from meshfilter.k8s import lua_envoyfilter as lef
-from meshfilter.k8s.checks import PATCH_CONTEXTS
 from meshfilter.lua.codegen import compile_rules
 
 
@@ -28,17 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_rule_flags(p, (*LITERAL_MATCHERS, "lua-pattern"))
     out = p.add_argument_group("output")
     out.add_argument("--lua-only", action="store_true", help="print the bare Lua script, not an EnvoyFilter")
-    out.add_argument("--name", default=lef.DEFAULT_NAME, help=f"EnvoyFilter name (default {lef.DEFAULT_NAME})")
-    out.add_argument("--namespace", default=lef.DEFAULT_NAMESPACE,
-                     help=f"EnvoyFilter namespace (default {lef.DEFAULT_NAMESPACE})")
-    out.add_argument("--selector", action="append", metavar="KEY=VALUE",
-                     help="workloadSelector label (repeatable; default istio=ingressgateway)")
-    out.add_argument("--context", default=lef.DEFAULT_CONTEXT,
-                     help=f"patch context: {', '.join(PATCH_CONTEXTS)} (default {lef.DEFAULT_CONTEXT})")
-    out.add_argument("--istio-version", metavar="X.Y[.Z]", help="only proxies of this Istio version (proxyVersion)")
-    out.add_argument("--priority", type=int, help="EnvoyFilter priority (int32)")
+    add_envoyfilter_flags(out, default_name=lef.DEFAULT_NAME)
     add_output_flag(out)
     p.set_defaults(handler=cmd_tag)
+    from meshfilter.cli.lua_build import register_build
+
+    register_build(lsub)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -49,8 +45,5 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return 0
     from meshfilter.k8s.output import to_yaml
 
-    selector = check_labels(args.selector, field="selector") if args.selector else None
-    doc = lef.lua_envoy_filter(script, name=args.name, namespace=args.namespace, selector=selector,
-                               context=args.context, istio_version=args.istio_version, priority=args.priority)
-    write_output(to_yaml([doc]), args.output)
+    write_output(to_yaml([envoyfilter_from_args(script, args)]), args.output)
     return 0

@@ -49,7 +49,7 @@ def _register_propagate(kinds: argparse._SubParsersAction) -> None:
 # kind name -> registration function (in this module)
 BUILD_KINDS: dict[str, BuildKind] = {"propagate-header": _register_propagate}
 # kinds registered by other modules: kind name -> module under meshfilter.cli with register_build_kind()
-BUILD_KIND_MODULES: dict[str, str] = {"tag-rules": "wasm_tag_rules"}
+BUILD_KIND_MODULES: dict[str, str] = {"tag-rules": "wasm_tag_rules", "python": "wasm_python"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

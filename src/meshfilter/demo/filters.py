@@ -54,7 +54,7 @@ def seed_filter_deployments(only: Sequence[str] | None = None) -> list[dict[str,
         if key not in SEED_ASM_FLAGS:
             from meshfilter.errors import UsageError
 
-            raise UsageError(f"no seed ASMFilterDeployment for {key!r}", where="--only",
+            raise UsageError(f"no seed ASMFilterDeployment for {key!r}", where="only",
                              hint=f"choose from {', '.join(SEED_ASM_FLAGS)}")
         out.append(_render_asm(SEED_ASM_FLAGS[key]))
     from meshfilter.k8s.schema import validate_resources

@@ -13,10 +13,8 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -38,22 +36,16 @@ from meshfilter.demo.mesh import (
     selected_filters,
     sidecar_bootstrap,
 )
-from meshfilter.envoy.runner import RunningEnvoy, get_backend
-from meshfilter.errors import DemoError, MeshfilterError
+from meshfilter.envoy.base import RunningEnvoy
+from meshfilter.envoy.runner import get_backend
+from meshfilter.errors import DemoError, MeshfilterError, UsageError
+from meshfilter.util.fs import OwnedTempDir
+from meshfilter.util.ports import port_is_free
+from meshfilter.util.proc import spawn
 
 DEFAULT_INGRESS_PORT = 8001
 APP_START_TIMEOUT = 20.0
 ENVOY_START_TIMEOUT = 60.0
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -78,8 +70,8 @@ class AppProcess:
         cmd = [python, "-m", "meshfilter.demo.apps", "--service", instance.service,
                "--greeting", instance.greeting, "--host", "127.0.0.1", "--port", "0"]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                         env=env, start_new_session=True)
+            self.proc = spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                              start_new_session=True)
         self.pid = self.proc.pid
         self.port = 0
 
@@ -171,7 +163,7 @@ class LocalMesh:
         self.log = log or (lambda _msg: None)
         self.envoy_timeout = envoy_timeout
         self._override = ingress_bootstrap_override  # tests inject failures through it
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: OwnedTempDir | None = None
         self.workdir = Path(".")
         self.apps: dict[str, AppProcess] = {}
         self.sidecars: dict[str, RunningEnvoy] = {}
@@ -188,7 +180,11 @@ class LocalMesh:
         self.stop()
 
     def start(self) -> LocalMesh:
-        self._tmp = tempfile.TemporaryDirectory(prefix=f"meshfilter-demo-{self.topology.name}-")
+        port = self.requested_port
+        if port and not port_is_free(port):  # before anything starts: no 12 processes, no log flood
+            raise UsageError(f"port {port} is taken", where="port",
+                             hint="stop what listens there, or choose another `port` (0: any free one)")
+        self._tmp = OwnedTempDir(prefix=f"meshfilter-demo-{self.topology.name}-")
         self.workdir = Path(self._tmp.name)
         try:
             self._start()
@@ -204,7 +200,7 @@ class LocalMesh:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. the container engine's own API errors
             raise DemoError(f"the {self.backend_name} backend is not usable: {type(exc).__name__}: {exc}",
-                            where="--backend", component=f"{self.backend_name} backend",
+                            where="backend", component=f"{self.backend_name} backend",
                             hint="for containers, check DOCKER_HOST and the engine") from None
         topo = self.topology
         t0 = time.monotonic()

@@ -69,9 +69,24 @@ def wasm_filter(**kwargs: Any) -> dict[str, Any]:
             "typed_config": {"@type": WASM_TYPE, "config": wasm_plugin_config(**kwargs)}}
 
 
-def lua_filter(code: str) -> dict[str, Any]:
+def lua_filter(code: str, *, lua_path: Sequence[str] = ()) -> dict[str, Any]:
+    """An ``envoy.filters.http.lua`` HTTP filter running ``code``. ``lua_path``: folders the script's
+    ``require`` searches first (``DIR/?.lua``, ``DIR/?/init.lua``), set on the script's first line so
+    that Lua's line numbers stay those of the file."""
+    if lua_path:
+        code = lua_package_path_prefix(lua_path) + code
     return {"name": "envoy.filters.http.lua",
             "typed_config": {"@type": LUA_TYPE, "default_source_code": {"inline_string": code}}}
+
+
+def lua_package_path_prefix(dirs: Sequence[str]) -> str:
+    """``package.path = "<dir>/?.lua;<dir>/?/init.lua;..." .. package.path; `` (no newline)."""
+    entries = "".join(f"{d.rstrip('/')}/?.lua;{d.rstrip('/')}/?/init.lua;" for d in dirs)
+    level = 0
+    while f"]{'=' * level}]" in entries:
+        level += 1
+    eq = "=" * level
+    return f"package.path = [{eq}[{entries}]{eq}] .. package.path; "
 
 
 def header_mutation_set(name: str, value: str) -> dict[str, Any]:

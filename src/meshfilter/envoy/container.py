@@ -25,26 +25,19 @@ import json
 import os
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from meshfilter.envoy.base import HotRestart, RunningEnvoy, register, wait_until_ready
 from meshfilter.envoy.engine import engine_client, engine_unavailable_reason
 from meshfilter.envoy.image import ENVOY_IN_IMAGE, ImageInfo, ensure_image
-from meshfilter.envoy.readiness import HttpReadiness
-from meshfilter.envoy.runner import (
-    RunningEnvoy,
-    _register,
-    listener_ports_from_admin,
-    proc_cpu_seconds,
-    proc_rss_bytes,
-)
-from meshfilter.envoy.validate import envoy_error_line
-from meshfilter.errors import ContainerError, EnvoyError, UsageError
+from meshfilter.errors import ContainerError, UsageError
+from meshfilter.util.fs import OwnedTempDir
 from meshfilter.util.ports import free_ports
+from meshfilter.util.proc import pid_alive, pid_start_time, proc_stat
 
 __all__ = [
     "ContainerBackend",
@@ -130,18 +123,10 @@ def publish_bootstrap(bootstrap: Mapping[str, Any],
     return out, listener_ports, admin_port
 
 
-def _pid_start(pid: int) -> str | None:
-    """The start time (clock ticks since boot) of ``pid``: tells a live owner from a reused PID."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def owner_labels(name: str, pid: int | None = None) -> dict[str, str]:
     pid = os.getpid() if pid is None else pid
     return {LABEL_MANAGED: "true", LABEL_SESSION: SESSION, LABEL_PID: str(pid),
-            LABEL_PID_START: _pid_start(pid) or "", LABEL_HOST: socket.gethostname(), LABEL_NAME: name}
+            LABEL_PID_START: pid_start_time(pid) or "", LABEL_HOST: socket.gethostname(), LABEL_NAME: name}
 
 
 def owner_alive(labels: Mapping[str, str]) -> bool:
@@ -150,11 +135,7 @@ def owner_alive(labels: Mapping[str, str]) -> bool:
         pid = int(labels.get(LABEL_PID, ""))
     except ValueError:
         return False
-    start = _pid_start(pid)
-    if start is None:
-        return False
-    want = labels.get(LABEL_PID_START, "")
-    return not want or want == start
+    return pid_alive(pid, labels.get(LABEL_PID_START) or None)
 
 
 # ---------------------------------------------------------------- engine-side helpers
@@ -221,20 +202,19 @@ def cleanup_leftovers(client: Any | None = None) -> list[str]:
 class EnvoyContainer(RunningEnvoy):
     """Envoy in a container. ``id`` is the container ID; ``pid`` the Envoy PID as the host sees it."""
 
-    def __init__(self, name: str, container: Any, workdir: tempfile.TemporaryDirectory[str],
-                 network: str, image: str) -> None:
+    def __init__(self, name: str, container: Any, workdir: OwnedTempDir, network: str, image: str) -> None:
         self.name = name
         self.container = container
         self.id: str = container.id
         self.network = network
         self.image = image
-        self._tmp: tempfile.TemporaryDirectory[str] | None = workdir
+        self._tmp: OwnedTempDir | None = workdir
         self.workdir = Path(workdir.name)
         self.admin_url = ""
         self.listener_ports = {}
         self._final_log: str | None = None
         self._pid: int | None = None
-        self._proc_start: str | None = None  # Envoy's /proc start time when its PID is visible here
+        self._proc_start: int | None = None  # Envoy's /proc start time when its PID is visible here
         self._checked_at = 0.0
         self.published: dict[str, tuple[str, int]] = {}  # bridge: "port/tcp" -> (host ip, host port)
 
@@ -258,12 +238,9 @@ class EnvoyContainer(RunningEnvoy):
         Podman answers inspect slowly under load); otherwise from the engine, at most every 0.5 s."""
         if self._final_log is not None:
             return False
-        if self._proc_start is not None:
-            try:
-                stat = Path(f"/proc/{self._pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                return False
-            return stat[19] == self._proc_start and stat[0] not in ("Z", "X")
+        if self._proc_start is not None and self._pid is not None:
+            st = proc_stat(self._pid)
+            return st is not None and st.start_time == self._proc_start and st.running
         now = time.monotonic()
         if now - self._checked_at >= 0.5:
             self._checked_at = now
@@ -284,22 +261,12 @@ class EnvoyContainer(RunningEnvoy):
         if pid <= 0:
             return
         self._pid = pid
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            return  # a remote engine, or another PID namespace
-        if comm == "envoy":
-            self._proc_start = _pid_start(pid)
+        st = proc_stat(pid)  # None, or not Envoy: a remote engine, or another PID namespace
+        if st is not None and st.comm == "envoy":
+            self._proc_start = st.start_time
 
     def labels(self) -> dict[str, str]:
         return dict(self.container.labels or {})
-
-    def cpu_seconds(self) -> float:
-        """utime+stime of Envoy (host view of /proc), for benchmarks."""
-        return proc_cpu_seconds(self.pid)
-
-    def rss_bytes(self) -> int:
-        return proc_rss_bytes(self.pid)
 
     def _terminate(self) -> None:
         from docker.errors import APIError, NotFound
@@ -364,48 +331,44 @@ class ContainerBackend:
     def start(self, bootstrap: Mapping[str, Any], *, name: str = "envoy", concurrency: int = 1,
               log_level: str = "info", timeout: float = 30.0, files: tuple[Path, ...] = (),
               workdir: Path | None = None, cpu: int | None = None,
-              network: str | None = None) -> EnvoyContainer:
+              hot_restart: HotRestart | None = None, network: str | None = None) -> EnvoyContainer:
         del workdir  # the container's files live in a fresh host temp dir mounted at the same path
         net = network or self.network
         if net not in NETWORKS:
             raise UsageError(f"unknown container network {net!r}", where="network", hint="use host or bridge")
+        if hot_restart is not None and net != "host":
+            raise UsageError("hot restart needs host networking (a published port cannot be handed over)",
+                             where="network", hint="set `network` to host")
         image = self.image()
-        tmp = tempfile.TemporaryDirectory(prefix=f"meshfilter-{name}-")
+        tmp = OwnedTempDir(prefix=f"meshfilter-{name}-")
         try:
             inst = self._create(bootstrap, tmp, name=name, concurrency=concurrency, log_level=log_level,
-                                files=files, network=net, image=image.ref)
+                                files=files, network=net, image=image.ref, hot_restart=hot_restart)
         except BaseException:
             tmp.cleanup()
             raise
-        _register(inst)
+        register(inst)
         try:
             inst.container.start()
             inst.watch_host_pid()
-            self._wait_ready(inst, timeout=timeout)
+            wait_until_ready(inst, inst.workdir / "run" / "admin-address", timeout=timeout, interval=0.1,
+                             what=f"envoy '{name}' (container {inst.id[:12]})")
             if cpu is not None:
                 subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(inst.pid)], check=True,
                                capture_output=True, timeout=10)
         except BaseException as exc:
-            exited = not inst.alive()
-            log = inst.log_text()
             inst.stop()
             from docker.errors import APIError
 
             if isinstance(exc, APIError):
                 raise ContainerError(f"container did not start: {exc.explanation or exc}",
                                      where=f"{name} ({inst.id[:12]})", hint=_start_hint(str(exc))) from None
-            if isinstance(exc, EnvoyError) and exited:
-                # Envoy's own error line (not just the last line, which may end a dumped proto).
-                raise EnvoyError(f"envoy '{name}' (container {inst.id[:12]}) exited before it was ready: "
-                                 f"{envoy_error_line(log)}", where=inst.admin_url or name,
-                                 hint="run 'meshfilter envoy validate' on the bootstrap",
-                                 log_tail="\n".join(log.splitlines()[-300:])) from None
             raise
         return inst
 
-    def _create(self, bootstrap: Mapping[str, Any], tmp: tempfile.TemporaryDirectory[str], *, name: str,
+    def _create(self, bootstrap: Mapping[str, Any], tmp: OwnedTempDir, *, name: str,
                 concurrency: int, log_level: str, files: tuple[Path, ...], network: str,
-                image: str) -> EnvoyContainer:
+                image: str, hot_restart: HotRestart | None = None) -> EnvoyContainer:
         from docker.errors import APIError
 
         work = Path(tmp.name)
@@ -428,8 +391,18 @@ class ContainerBackend:
             d.mkdir(parents=True, exist_ok=True)
             volumes[str(d)] = {"bind": str(d), "mode": "rw"}
         cmd = ["-c", str(config_path), "--concurrency", str(concurrency), "-l", log_level,
-               "--disable-hot-restart", "--admin-address-path", str(run_dir / "admin-address")]
+               "--admin-address-path", str(run_dir / "admin-address")]
         kwargs: dict[str, Any] = {"network_mode": "host"} if network == "host" else {"ports": ports}
+        if hot_restart is None:
+            cmd.append("--disable-hot-restart")
+        else:
+            # Every epoch's container sees the same hot-restart directory (the domain sockets) and the
+            # same /dev/shm (Envoy's hot-restart shared memory), which is that directory's "shm".
+            shm = hot_restart.directory / "shm"
+            shm.mkdir(parents=True, exist_ok=True)
+            volumes[str(hot_restart.directory)] = {"bind": str(hot_restart.directory), "mode": "rw"}
+            volumes[str(shm)] = {"bind": "/dev/shm", "mode": "rw"}
+            cmd += hot_restart.flags()
         try:
             container = self.client.containers.create(
                 image, cmd, entrypoint=[self.envoy_path], name=f"meshfilter-{name}-{uuid.uuid4().hex[:10]}",
@@ -440,22 +413,6 @@ class ContainerBackend:
         inst = EnvoyContainer(name, container, tmp, network, image)
         inst.published = ports
         return inst
-
-    def _wait_ready(self, inst: EnvoyContainer, *, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        addr_file = inst.workdir / "run" / "admin-address"
-        while not addr_file.exists() or not addr_file.read_text().strip():
-            if not inst.alive() or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        admin = addr_file.read_text().strip() if addr_file.exists() else ""
-        if admin.startswith("0.0.0.0:"):
-            admin = "127.0.0.1:" + admin.split(":", 1)[1]
-        inst.admin_url = f"http://{admin}" if admin else "http://(admin not bound)"
-        HttpReadiness(f"{inst.admin_url}/ready", timeout=max(1.0, deadline - time.monotonic()),
-                      interval=0.1, what=f"envoy '{inst.name}' (container {inst.id[:12]})").wait(
-            alive=inst.alive, log_tail=inst.log_tail)
-        inst.listener_ports = listener_ports_from_admin(inst.admin_url)
 
 
 def _start_hint(message: str) -> str:

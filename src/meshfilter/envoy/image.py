@@ -149,7 +149,7 @@ def ensure_image(client: Any, *, image: str | None = None, tag: str | None = Non
                 found = client.images.pull(image)
             except (APIError, ImageNotFound) as exc:
                 raise ContainerError(f"image not present and cannot be pulled: {exc.explanation or exc}",
-                                     where=image, hint="load it first, or drop --image to build "
+                                     where=image, hint="load it first, or drop `image` to build "
                                      "the local minimal image") from None
         return ImageInfo(ref=image, id=found.id, built=False)
     envoy = find_envoy(binary)

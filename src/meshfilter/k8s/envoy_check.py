@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,14 +38,11 @@ from meshfilter.envoy.validate import validate_bootstrap
 from meshfilter.errors import DigestMismatchError, K8sError, RegistryError, UsageError
 from meshfilter.k8s import asm, envoy_gateway, envoyfilter, wasmplugin
 from meshfilter.k8s.wasm_envoyfilter import wasm_http_filter
+from meshfilter.util.digest import sha256_hex
 
 OciFetcher = Callable[[str], bytes]
 NETWORK_WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
 TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def verify_sha256(data: bytes, expected: str | None, *, where: str) -> bytes:

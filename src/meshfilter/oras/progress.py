@@ -1,4 +1,4 @@
-"""Transfer progress: a one-line bar on a TTY, nothing otherwise."""
+"""Transfer progress: a one-line bar on a TTY for transfers over 1 MB, nothing otherwise."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import sys
 import time
 from typing import Protocol, TextIO
 
+PROGRESS_MIN_BYTES = 1_000_000  # "anything over 1 MB" gets a bar
+
 
 class Progress(Protocol):
     def start(self, label: str, total: int) -> None: ...
     def advance(self, n: int) -> None: ...
+    def set(self, n: int) -> None: ...
     def done(self) -> None: ...
 
 
@@ -31,6 +34,11 @@ class TtyProgress:
         self.sent = min(self.total, self.sent + n)
         self._draw()
 
+    def set(self, n: int) -> None:
+        """Jump to ``n`` bytes (a resumed or restarted transfer)."""
+        self.sent = max(0, min(self.total, n))
+        self._draw(force=True)
+
     def done(self) -> None:
         self.sent = self.total
         self._draw(force=True)
@@ -47,6 +55,32 @@ class TtyProgress:
         self.stream.write(f"\r{self.label:<24.24} [{bar:<30}] {frac * 100:3.0f}% "
                           f"{self.sent / 1e6:.1f}/{self.total / 1e6:.1f} MB")
         self.stream.flush()
+
+
+class Bar:
+    """One transfer's view of a :class:`Progress` (a no-op when there is no progress or it is small)."""
+
+    def __init__(self, progress: Progress | None, label: str, total: int) -> None:
+        self._p = progress if progress is not None and total > PROGRESS_MIN_BYTES else None
+        if self._p is not None:
+            self._p.start(label, total)
+
+    @property
+    def active(self) -> bool:
+        return self._p is not None
+
+    def advance(self, n: int) -> None:
+        if self._p is not None:
+            self._p.advance(n)
+
+    def set(self, n: int) -> None:
+        if self._p is not None:
+            self._p.set(n)
+
+    def done(self) -> None:
+        if self._p is not None:
+            self._p.done()
+            self._p = None
 
 
 def tty_progress(stream: TextIO | None = None) -> TtyProgress | None:

@@ -9,7 +9,7 @@ the tag is ``latest``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meshfilter.errors import UsageError
 
@@ -30,6 +30,7 @@ class Reference:
     repository: str
     tag: str | None = None
     digest: str | None = None
+    implicit_tag: bool = field(default=False, compare=False, repr=False)  # no tag written: ``latest``
 
     @property
     def reference(self) -> str:
@@ -38,6 +39,14 @@ class Reference:
 
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.registry, self.repository, self.tag, digest)
+
+    def with_tag(self, tag: str | None) -> Reference:
+        return Reference(self.registry, self.repository, tag, None)
+
+    @property
+    def repo(self) -> str:
+        """``registry/repository``, without tag or digest."""
+        return f"{self.registry}/{self.repository}"
 
     def __str__(self) -> str:
         out = f"{self.registry}/{self.repository}"
@@ -48,6 +57,11 @@ class Reference:
         return out
 
 
+def is_registry_host(host: str) -> bool:
+    """Whether ``host`` is a registry ``host[:port]`` (a DNS name, an IPv4 address, or ``[IPv6]``)."""
+    return bool(_HOST.match(host))
+
+
 def parse_reference(ref: str, *, where: str = "reference") -> Reference:
     """Parse an image reference; a malformed one raises UsageError (one line, with a hint)."""
     if not isinstance(ref, str) or not ref.strip():
@@ -56,7 +70,7 @@ def parse_reference(ref: str, *, where: str = "reference") -> Reference:
         raise UsageError(f"image reference {ref!r} contains whitespace", where=where, hint=_HINT)
     if "://" in ref:
         raise UsageError(f"image reference {ref!r} must not have a URL scheme", where=where,
-                         hint="drop http:// or https:// (use --plain-http for HTTP registries)")
+                         hint="drop http:// or https:// (use `plain_http` for HTTP registries)")
     name, digest = ref, None
     if "@" in ref:
         name, _, digest = ref.partition("@")
@@ -86,6 +100,7 @@ def parse_reference(ref: str, *, where: str = "reference") -> Reference:
     repository = "/".join(path)
     if len(repository) > 255:
         raise UsageError("repository name is longer than 255 characters", where=where, hint=_HINT)
-    if tag is None and digest is None:
+    implicit = tag is None and digest is None
+    if implicit:
         tag = DEFAULT_TAG
-    return Reference(registry=registry, repository=repository, tag=tag, digest=digest)
+    return Reference(registry=registry, repository=repository, tag=tag, digest=digest, implicit_tag=implicit)

@@ -47,13 +47,13 @@ def build_runtime_config(root_ids: list[str] | tuple[str, ...],
                          type: str = DEFAULT_TYPE) -> RuntimeConfig:
     for rid in root_ids:
         if not isinstance(rid, str) or any(c.isspace() for c in rid):
-            raise UsageError(f"root id {rid!r} contains whitespace", where="--root-id",
+            raise UsageError(f"root id {rid!r} contains whitespace", where="root_id",
                              hint="give root ids exactly as the filter registers them")
     abis = tuple(abi_versions) if abi_versions else DEFAULT_ABI_VERSIONS
     for v in abis:
         if not v or "," in v or any(c.isspace() for c in v):
             raise UsageError(f"ABI version {v!r} is empty or contains ',' or whitespace",
-                             where="--abi-version", hint="e.g. --abi-version v0.2.1")
+                             where="abi_version", hint="e.g. `abi_version` v0.2.1")
     return RuntimeConfig(root_ids=tuple(root_ids), abi_versions=abis, type=type)
 
 

@@ -28,10 +28,11 @@ def available() -> bool:
     return _module() is not None
 
 
-def new_runtime() -> Any:
-    """A fresh LuaJIT runtime (strings in and out as UTF-8); LuaError when lupa's LuaJIT is missing."""
+def new_runtime(*, encoding: str | None = "utf-8") -> Any:
+    """A fresh LuaJIT runtime (strings in and out as UTF-8; ``encoding=None``: bytes); LuaError when
+    lupa's LuaJIT is missing."""
     lj = _module()
     if lj is None:
         raise LuaError("lupa with LuaJIT 2.1 is not installed", where="meshfilter.lua",
                        hint="pip install 'lupa>=2.0'")
-    return lj.LuaRuntime(unpack_returned_tuples=True, encoding="utf-8")
+    return lj.LuaRuntime(unpack_returned_tuples=True, encoding=encoding)

@@ -61,11 +61,32 @@ def signature_of(ty: wasmtime.FuncType) -> Signature:
 
 
 class GuestTrap(Exception):
-    """The guest trapped; ``message`` is wasmtime's reason (first line)."""
+    """The guest trapped: ``message`` is wasmtime's reason (first line), ``code`` its
+    :class:`wasmtime.TrapCode` (None for a trap raised by a host function through :class:`HostTrap`),
+    ``frames`` the Wasm backtrace as ``(function index, module offset)``, innermost first."""
+
+    def __init__(self, message: str, code: Any = None, frames: tuple[tuple[int, int], ...] = ()) -> None:
+        self.message = message
+        self.code = code
+        self.frames = frames
+        super().__init__(message)
+
+
+class HostTrap(Exception):
+    """Raised by a host function to trap the guest with ``message`` (as cpp-host's
+    ``restricted_callback``): the outer :meth:`FastInstance.call` raises :class:`GuestTrap` with
+    the guest's backtrace."""
 
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+def _frames(trap: wasmtime.Trap) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple((f.func_index, f.module_offset) for f in trap.frames)
+    except Exception:  # noqa: BLE001 - a backtrace is best effort
+        return ()
 
 
 def _reason(text: str) -> str:
@@ -81,8 +102,11 @@ class FastInstance:
     """A wasmtime Store + Instance with raw host functions and raw export calls."""
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
-                 host: dict[tuple[str, str], tuple[Signature, Callable[..., Any]]], *,
-                 deadline_ticks: int = 2**62) -> None:
+                 host: dict[tuple[str, str], tuple[Any, ...]], *,
+                 deadline_ticks: int = 2**62, fault: type[BaseException] | None = None) -> None:
+        """``host`` maps (module, name) to ``(signature, function)`` or ``(signature, function,
+        fault_value)``: a host function raising ``fault`` then returns ``fault_value`` to the guest
+        (e.g. InvalidMemoryAccess for a pointer outside memory) instead of trapping."""
         self.store = wasmtime.Store(engine)
         # the engine runs with epoch interruption: every top-level call gets this many ticks
         self.deadline_ticks = deadline_ticks
@@ -90,9 +114,21 @@ class FastInstance:
         self._ctx_stack: list[Any] = [self.store._context()]
         self._pending: BaseException | None = None
         self._callbacks: list[Any] = []  # keep ctypes callbacks alive
+        self._cells: dict[tuple[str, str], list[Callable[..., Any]]] = {}
         linker = wasmtime.Linker(engine)
-        for (mod, name), (sig, fn) in host.items():
-            cb = self._make_callback(sig, fn)
+        imported_memory: wasmtime.Memory | None = None
+        for imp in module.imports:  # memories and tables the module imports are made here (as V8 does)
+            if isinstance(imp.type, wasmtime.MemoryType):
+                imported_memory = wasmtime.Memory(self.store, imp.type)
+                linker.define(self.store, imp.module, imp.name or "", imported_memory)
+            elif isinstance(imp.type, wasmtime.TableType):
+                table = wasmtime.Table(self.store, imp.type, None)
+                linker.define(self.store, imp.module, imp.name or "", table)
+        for (mod, name), entry in host.items():
+            sig, fn = entry[0], entry[1]
+            cell = [fn]
+            self._cells[(mod, name)] = cell
+            cb = self._make_callback(sig, cell, fault, entry[2] if len(entry) > 2 else None)
             self._callbacks.append(cb)
             ty = functype(sig)
             mb, nb = mod.encode(), name.encode()
@@ -102,15 +138,29 @@ class FastInstance:
                 raise wasmtime.WasmtimeError._from_ptr(err)
         self.instance = linker.instantiate(self.store, module)
         self.exports = self.instance.exports(self.store)
-        mem = self.exports.get("memory")
+        mem = self.exports.get("memory") or imported_memory
         self._memory = mem._memory if isinstance(mem, wasmtime.Memory) else None
         self._memory_ref = byref(self._memory) if self._memory is not None else None
         self._mem_base = 0
         self._mem_size = -1
+        # (base, size) while no guest code ran since: a host function reads it once, however many
+        # reads and writes it makes (guest code may grow the memory, so entering a host function and
+        # returning from a call into the guest forget it)
+        self._bounds: tuple[int, int] | None = None
 
     # -- host functions --------------------------------------------------------------------------------
 
-    def _make_callback(self, sig: Signature, fn: Callable[..., Any]) -> Any:
+    def replace(self, key: tuple[str, str], fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Make host function ``key`` call ``fn`` from now on; returns the one it called before."""
+        cell = self._cells[key]
+        old, cell[0] = cell[0], fn
+        return old
+
+    def host_keys(self) -> list[tuple[str, str]]:
+        return list(self._cells)
+
+    def _make_callback(self, sig: Signature, cell: list[Callable[..., Any]], fault: type[BaseException] | None,
+                       fault_value: int | None) -> Any:
         kinds = sig.params
         result = sig.results[:1]
         n = len(kinds)
@@ -119,16 +169,21 @@ class FastInstance:
         all_i32 = all(k == "i" for k in kinds)
         idx = tuple(range(n))
         attrs = tuple({"i": "i32", "I": "i64", "f": "f32", "F": "f64"}[k] for k in kinds)
+        catch: type[BaseException] | tuple[()] = fault if fault is not None and fault_value is not None else ()
 
         def cb(env: Any, caller: Any, raw: Any, nraw: int) -> int:
             stack.append(caller_context(caller))
+            self._bounds = None
             try:
                 if all_i32:
                     args = [raw[i].i32 & MASK32 for i in idx]
                 else:
                     args = [getattr(raw[i], a) & MASK32 if a == "i32" else getattr(raw[i], a)
                             for i, a in zip(idx, attrs, strict=True)]
-                r = fn(*args)
+                try:
+                    r = cell[0](*args)
+                except catch:
+                    r = fault_value
                 if result == "i":
                     raw[0].i32 = r if r < 0x80000000 else r - 0x100000000
                 elif result == "I":
@@ -170,16 +225,21 @@ class FastInstance:
         if len(self._ctx_stack) == 1:
             _set_epoch_deadline(self._ctx_stack[0], self.deadline_ticks)
         err = _call_unchecked(self._ctx_stack[-1], byref(func), arr, n, byref(trap))
+        self._bounds = None
         if err or trap:
             pending, self._pending = self._pending, None
             if pending is not None:
                 if err:
                     ffi.wasmtime_error_delete(cast(err, _ERROR_PTR))
+                if isinstance(pending, HostTrap):
+                    frames = _frames(wasmtime.Trap._from_ptr(trap)) if trap else ()
+                    raise GuestTrap(pending.message, None, frames)
                 if trap:
                     ffi.wasm_trap_delete(trap)
                 raise pending
             if trap:
-                raise GuestTrap(_reason(wasmtime.Trap._from_ptr(trap).message))
+                t = wasmtime.Trap._from_ptr(trap)
+                raise GuestTrap(_reason(t.message), t.trap_code, _frames(t))
             raise GuestTrap(_reason(str(wasmtime.WasmtimeError._from_ptr(cast(err, _ERROR_PTR)))))
         if not sig.results:
             return None
@@ -193,6 +253,9 @@ class FastInstance:
 
     def memory_bounds(self) -> tuple[int, int]:
         """(base address, size in bytes) of the exported memory; (0, 0) when there is none."""
+        bounds = self._bounds
+        if bounds is not None:
+            return bounds
         if self._memory is None:
             return 0, 0
         ctx = self._ctx_stack[-1]
@@ -200,4 +263,5 @@ class FastInstance:
         if size != self._mem_size:
             self._mem_base = _memory_data(ctx, self._memory_ref) or 0
             self._mem_size = size
-        return self._mem_base, size
+        self._bounds = bounds = (self._mem_base, size)
+        return bounds

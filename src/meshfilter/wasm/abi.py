@@ -23,8 +23,8 @@ __all__ = [
     "ABI_VERSIONS", "ALLOC_ALLOWED", "DEFAULT_ABI", "Action", "BufferType", "CALLBACKS", "Callback", "DataAction",
     "ENV_HOST_FUNCTIONS", "FilterStatus", "HostFunction", "LogLevel", "MapType", "MetricType", "PeerType",
     "START_ALLOWED", "Signature", "Status", "StreamType", "TrailersAction", "WASI_FUNCTIONS", "WASI_MODULES",
-    "WasiErrno", "abi_family", "abi_from_marker", "abi_marker", "allocator_exports", "callback_signature",
-    "host_functions",
+    "WasiErrno", "abi_family", "abi_from_marker", "abi_marker", "abi_of_exports", "allocator_exports",
+    "callback_signature", "host_functions", "looked_up_callbacks",
 ]
 
 # Newest first: the order codegen offers them in. Envoy 1.40 loads all three.
@@ -207,8 +207,10 @@ class WasiErrno(IntEnum):
 
     SUCCESS = 0
     BADF = 8
+    NOTDIR = 20
     FAULT = 21
     INVAL = 28
+    NOENT = 44
     NOSYS = 52
     NOTSUP = 58
     NOTCAPABLE = 76
@@ -437,3 +439,49 @@ def callback_signature(name: str, abi: str) -> Signature | None:
     of that ABI (the host ignores such an export)."""
     cb = CALLBACKS.get(name)
     return cb.signature(abi) if cb else None
+
+
+# -- what the host looks up (cpp-host WasmBase::getFunctions) ---------------------------------------
+
+# FOR_ALL_MODULE_FUNCTIONS, in cpp-host's order. cpp-host never looks up
+# ``proxy_on_grpc_create_initial_metadata`` (so its signature is not checked), and
+# ``proxy_on_foreign_function`` only for ABI 0.2.x.
+_MODULE_FUNCTIONS: tuple[str, ...] = (
+    "proxy_validate_configuration", "proxy_on_vm_start", "proxy_on_configure", "proxy_on_tick",
+    "proxy_on_context_create", "proxy_on_new_connection", "proxy_on_downstream_data",
+    "proxy_on_upstream_data", "proxy_on_downstream_connection_close", "proxy_on_upstream_connection_close",
+    "proxy_on_request_body", "proxy_on_request_trailers", "proxy_on_request_metadata",
+    "proxy_on_response_body", "proxy_on_response_trailers", "proxy_on_response_metadata",
+    "proxy_on_http_call_response", "proxy_on_grpc_receive", "proxy_on_grpc_close",
+    "proxy_on_grpc_receive_initial_metadata", "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_queue_ready", "proxy_on_done", "proxy_on_log", "proxy_on_delete",
+)
+
+
+def looked_up_callbacks(abi: str, exports: frozenset[str] | set[str]) -> tuple[str, ...]:
+    """The exports cpp-host looks up (and so checks the signature of), in its order, for a module of
+    ``abi`` exporting the function names ``exports``: ``_initialize`` and then ``main`` and
+    ``__main_void`` (a WASI reactor), or ``_start`` (a command); ``malloc``, or
+    ``proxy_on_memory_allocate`` when there is no ``malloc``; then the module functions of the ABI.
+    Names the module does not export are left out."""
+    out: list[str] = []
+    if "_initialize" in exports:
+        out += ["_initialize", "main", "__main_void"]
+    else:
+        out.append("_start")
+    out.append("malloc" if "malloc" in exports else "proxy_on_memory_allocate")
+    out += _MODULE_FUNCTIONS
+    out += ["proxy_on_request_headers", "proxy_on_response_headers"]
+    if abi_family(abi) == "0.2":
+        out.append("proxy_on_foreign_function")
+    return tuple(n for n in out if n in exports)
+
+
+def abi_of_exports(export_names: list[str] | tuple[str, ...]) -> str | None:
+    """The ABI a module declares: the first ``proxy_abi_version_*`` function export in export order
+    (cpp-host's BytecodeUtil::getAbiVersion); None when there is none."""
+    for name in export_names:
+        abi = abi_from_marker(name)
+        if abi is not None:
+            return abi
+    return None

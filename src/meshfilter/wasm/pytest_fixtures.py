@@ -10,6 +10,10 @@ The ``wasm_emulator`` fixture of the meshfilter pytest plugin returns :func:`emu
         result = emu.run_request([(":path", "/"), ("route-v", "old")])
         assert result.request_header_values("route-v") == ["hello2v2"]
         assert emu.logs_at("error") == []
+
+    def test_my_tcp_filter(wasm_emulator):
+        result = wasm_emulator("build/tcp.wasm").run_connection([b"ping"], [b"pong"])
+        assert result.downstream_data == b"ping"
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ def emulator_factory(module: bytes | str | os.PathLike[str], *,
 
     ``plugin_config``/``vm_config`` may be a dict, sent as JSON. Starting runs VM start and configure;
     check ``emu.configured`` (False when the module refused its configuration). Other keyword
-    arguments go to :class:`HostEmulator` (``properties``, ``foreign_functions``, ``clock`` ...).
+    arguments go to :class:`HostEmulator` (``properties``, ``clusters``, ``foreign_functions``,
+    ``clock`` ...). The emulator runs HTTP filters (``run_request``) and network filters
+    (``run_connection``).
     """
     emu = HostEmulator(module, plugin_config=_as_bytes(plugin_config), vm_config=_as_bytes(vm_config),
                        root_id=root_id, **kwargs)
