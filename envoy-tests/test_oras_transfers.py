@@ -21,8 +21,17 @@ from pathlib import Path
 import pytest
 
 from meshfilter.cli import main
+from meshfilter.errors import NotWasmArtifactError
 from meshfilter.oras.client import PushStats, RegistryClient
-from meshfilter.oras.formats import build_artifact
+from meshfilter.oras.formats import (
+    OCI_MANIFEST,
+    WASM_CONFIG,
+    WASM_LAYER,
+    Artifact,
+    build_artifact,
+    descriptor,
+    serialize_manifest,
+)
 from meshfilter.oras.runtime_config import build_runtime_config
 from meshfilter.testing.registry import Fault, FaultProxy, RegistryServer, fake_module
 from meshfilter.util.proc import spawn
@@ -119,6 +128,45 @@ def test_pull_cut_mid_blob_resumes_with_range(reg: RegistryServer) -> None:
     assert len(layer) == 2 and "range: bytes=" not in layer[0].lower()
     got = int(layer[1].lower().split("range: bytes=")[1].split("-")[0])  # the rest asked for as a range
     assert MiB < got <= 2 * MiB
+
+
+def test_pull_to_streams_the_layer_into_the_file_never_into_memory(reg: RegistryServer, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    mod, art = artifact(3 * MiB)
+    RegistryClient(f"{reg.host}/pullto/a:1", plain_http=True).push(art)  # type: ignore[arg-type]
+
+    def in_memory(*a: object, **k: object) -> bytes:
+        raise AssertionError("the layer was fetched into memory")
+
+    monkeypatch.setattr(RegistryClient, "fetch_blob", in_memory)
+    with FaultProxy(reg.port, Fault(r"^GET /v2/pullto/a/blobs/", cut_response_after=2 * MiB)) as proxy:
+        got = RegistryClient(f"{proxy.host}/pullto/a:1", plain_http=True).pull_to(tmp_path / "m.wasm")
+        assert proxy.hits() == 1  # cut once, resumed with Range into the same file
+    assert (tmp_path / "m.wasm").read_bytes() == mod and got.size == len(mod) and got.detected.format == "asm"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.wasm"]  # no temp file left beside it
+
+
+def test_pull_to_unpacks_a_tar_layer(reg: RegistryServer, tmp_path: Path) -> None:
+    mod = fake_module(200_000)
+    RegistryClient(f"{reg.host}/pullto/compat:1", plain_http=True).push(
+        build_artifact("compat", mod, runtime_config=RC))
+    got = RegistryClient(f"{reg.host}/pullto/compat:1", plain_http=True).pull_to(tmp_path / "m.wasm")
+    assert (tmp_path / "m.wasm").read_bytes() == mod and got.size == len(mod) and got.detected.packed
+
+
+def test_pull_to_refuses_a_raw_layer_without_the_magic_and_leaves_nothing(reg: RegistryServer,
+                                                                          tmp_path: Path) -> None:
+    layer = b"not a module" * 1000
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(WASM_CONFIG, RC),
+                "layers": [descriptor(WASM_LAYER, layer)]}
+    art = Artifact("asm", manifest, serialize_manifest(manifest),
+                   {manifest["layers"][0]["digest"]: layer, manifest["config"]["digest"]: RC})
+    RegistryClient(f"{reg.host}/pullto/nomagic:1", plain_http=True).push(art)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(NotWasmArtifactError, match="no \\\\0asm magic"):
+        RegistryClient(f"{reg.host}/pullto/nomagic:1", plain_http=True).pull_to(out / "m.wasm")
+    assert list(out.iterdir()) == []
 
 
 def test_pull_cut_every_time_is_one_line_and_no_file(reg: RegistryServer, tmp_path: Path,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from meshfilter.util.fs import OWNER_FILE, OwnedTempDir, owner_is_gone, reap_orphan_tempdirs
+from meshfilter.util.digest import read_with_digest, sha256_digest
+from meshfilter.util.fs import OWNER_FILE, OwnedTempDir, WriteBehind, atomic_writer, owner_is_gone, reap_orphan_tempdirs
 from meshfilter.util.proc import children_of, pid_alive, pid_start_time, proc_stat, spawn, stop_process
 from meshfilter.util.watch import FileWatcher
 
@@ -172,3 +173,39 @@ def test_owned_tempdirs_lists_a_processes_dirs(tmp_path: Path) -> None:
     (other / OWNER_FILE).write_text("1 1\n")
     assert owned_tempdirs(os.getpid(), str(tmp_path)) == [mine.path]
     mine.cleanup()
+
+
+# -- reading with a digest, streamed atomic output -----------------------------------------------------------
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_read_with_digest_is_the_bytes_and_their_sha256(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "m").write_bytes(data)
+    got, digest = read_with_digest(tmp_path / "m", block=4096)
+    assert bytes(got) == data and digest == sha256_digest(data)
+
+
+def test_read_with_digest_of_a_missing_file_raises_oserror(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_with_digest(tmp_path / "nope")
+
+
+def test_atomic_writer_with_write_behind_writes_all_and_restart_empties(tmp_path: Path) -> None:
+    chunks = [os.urandom(3000) for _ in range(10)]
+    with atomic_writer(tmp_path / "out.bin") as fh:
+        out = WriteBehind(fh, step=4096)
+        out.write(b"dropped by the restart")
+        out.restart()
+        for c in chunks:
+            out.write(c)
+        assert out.flushed > 0 and out.written == 30000
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_atomic_writer_leaves_nothing_when_the_block_raises(tmp_path: Path) -> None:
+    (tmp_path / "out.bin").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), atomic_writer(tmp_path / "out.bin") as fh:
+        fh.write(b"half")
+        raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"] and (tmp_path / "out.bin").read_bytes() == b"old"

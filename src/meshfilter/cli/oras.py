@@ -6,6 +6,8 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from meshfilter.oras.layout import LayoutStore, read_layout, write_layout
 from meshfilter.oras.progress import tty_progress
 from meshfilter.oras.reference import Reference, is_registry_host, parse_reference
 from meshfilter.oras.runtime_config import DEFAULT_ABI_VERSIONS, build_runtime_config, parse_runtime_config
+from meshfilter.util.digest import read_with_digest
 
 FIELD_FLAGS = {"password": "--password-stdin"}
 _LAYOUT_REF = re.compile(r"^(?P<dir>.+?)(?:@(?P<digest>sha256:[a-f0-9]{64})|:(?P<tag>[\w][\w.-]{0,127}))?$")
@@ -71,12 +74,19 @@ def _client(args: argparse.Namespace, ref: str | Reference, *, progress: bool = 
                           progress=tty_progress() if progress else None, **conn)
 
 
-def _read_file(path: str, flag: str) -> bytes:
+@contextmanager
+def _reading(path: str, flag: str) -> Iterator[None]:
+    """One line for a file that cannot be read (named by its flag)."""
     try:
-        return Path(path).read_bytes()
+        yield
     except OSError as exc:
         raise UsageError(f"cannot read file ({exc.strerror})", where=f"{flag} {path}",
                          hint="check the path") from None
+
+
+def _read_file(path: str, flag: str) -> bytes:
+    with _reading(path, flag):
+        return Path(path).read_bytes()
 
 
 def _runtime_config(args: argparse.Namespace) -> bytes | None:
@@ -112,10 +122,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         if not args.module:
             raise UsageError("MODULE.wasm is missing", where="push",
                              hint="meshfilter oras push REF MODULE.wasm (or --from-oci-layout DIR)")
-        module = _read_file(args.module, "MODULE")
+        with _reading(args.module, "MODULE"):
+            module, module_digest = read_with_digest(args.module)  # one pass: read and hash
         check_module(module, where=args.module)
         artifact = build_artifact(args.format, module, runtime_config=_runtime_config(args),
-                                  title=Path(args.module).name,
+                                  title=Path(args.module).name, module_digest=module_digest,
                                   annotations=parse_kv(args.annotation, flag="--annotation"))
     _say_implicit_tag(ref, args.ref)
     if args.oci_layout:
@@ -134,12 +145,17 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     check_output(args.output)  # before the download
-    pulled = _client(args, args.ref, progress=True).pull(runtime_config=False)  # only the module is written
-    for text in pulled.notes:
+    client = _client(args, args.ref, progress=True)
+    if args.output == "-":
+        pulled = client.pull(runtime_config=False)  # only the module is written
+        notes, digest, fmt, size = pulled.notes, pulled.manifest.digest, pulled.detected.format, len(pulled.module)
+        write_output(pulled.module, args.output)
+    else:  # streamed into the file, atomically; one line when it cannot be written
+        got = client.pull_to(Path(args.output), parents=False, field="output")
+        notes, digest, fmt, size = got.notes, got.manifest.digest, got.detected.format, got.size
+    for text in notes:
         note(text)
-    write_output(pulled.module, args.output)  # the shared writer: atomic, one line when it cannot write
-    print(f"{args.ref}@{pulled.manifest.digest} ({pulled.detected.format}, {len(pulled.module)} bytes) "
-          f"-> {args.output}", file=sys.stderr)
+    print(f"{args.ref}@{digest} ({fmt}, {size} bytes) -> {args.output}", file=sys.stderr)
     return 0
 
 

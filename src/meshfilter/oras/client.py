@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 import requests
 import urllib3
@@ -62,6 +64,7 @@ from meshfilter.oras.reference import Reference, parse_reference
 from meshfilter.oras.runtime_config import RuntimeConfig
 from meshfilter.oras.transport import TIMEOUT, Connection, Transient, view_body
 from meshfilter.util.digest import sha256_digest
+from meshfilter.util.fs import WriteBehind, atomic_writer
 
 T = TypeVar("T")
 DEFAULT_CHUNK_SIZE = 16 << 20  # blobs larger than this are uploaded in PATCH chunks of this size
@@ -96,6 +99,18 @@ class Pulled:
     detected: Detected
     module: bytes
     runtime_config: RuntimeConfig | None
+    index: Manifest | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PulledFile:
+    """What :meth:`RegistryClient.pull_to` wrote: the module's ``size`` in bytes at ``path``."""
+    ref: Reference
+    manifest: Manifest
+    detected: Detected
+    path: Path
+    size: int
     index: Manifest | None = None
     notes: tuple[str, ...] = ()
 
@@ -389,10 +404,22 @@ class RegistryClient:
     # -- downloads ---------------------------------------------------------------------------------
     def fetch_blob(self, desc: dict[str, Any]) -> bytes:
         """Stream a blob, hashing as it comes (resuming with Range after a drop); a mismatch is refused."""
+        chunks: list[bytes] = []
+        self._stream_blob(desc, chunks.append, chunks.clear)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def fetch_blob_into(self, desc: dict[str, Any], fh: BinaryIO) -> None:
+        """:meth:`fetch_blob`, written to ``fh`` (seekable, empty) as it arrives instead of kept in memory."""
+        out = WriteBehind(fh)
+        self._stream_blob(desc, out.write, out.restart)
+
+    def _stream_blob(self, desc: dict[str, Any], take: Callable[[bytes], object],
+                     restart: Callable[[], object]) -> None:
+        """Hand each chunk of the blob to ``take``; ``restart`` drops what was taken (a registry that
+        ignores Range sends the blob again from its start). The digest is checked at the end."""
         digest, size = desc["digest"], desc["size"]
         step = f"download of blob {digest[:19]}"
         url = ep.blob_url(self.ref, self.plain_http, digest)
-        chunks: list[bytes] = []
         got, h = 0, hashlib.sha256()
         bar = Bar(self.progress, f"blob {digest[7:19]}", size)
         failures = 0
@@ -405,7 +432,8 @@ class RegistryClient:
                         if not (got and resp.status_code == 206):
                             self._check(resp, f"get blob {digest[:19]}")
                             if got:  # the registry ignored Range: from the start
-                                chunks, got, h = [], 0, hashlib.sha256()
+                                restart()
+                                got, h = 0, hashlib.sha256()
                                 bar.set(0)
                         with self.conn.mapped(step):
                             for chunk in resp.iter_content(chunk_size=1 << 18):
@@ -414,7 +442,7 @@ class RegistryClient:
                                                               where=str(self.ref),
                                                               hint="the registry content is corrupt; push again")
                                 h.update(chunk)
-                                chunks.append(chunk)
+                                take(chunk)
                                 got += len(chunk)
                                 bar.advance(len(chunk))
                     if got < size:
@@ -431,7 +459,6 @@ class RegistryClient:
             raise DigestMismatchError(f"blob {digest} arrived with digest sha256:{h.hexdigest()} "
                                       f"and size {got} (expected {size})", where=str(self.ref),
                                       hint="the registry content is corrupt; push again")
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def pull(self, *, runtime_config: bool = True) -> Pulled:
         """The module (and, unless ``runtime_config`` is False, the runtime config, which for asm/wasme costs
@@ -446,6 +473,26 @@ class RegistryClient:
         rc = runtime_config_of(detected, m.doc, config, layer if detected.packed else None) if runtime_config \
             else None
         return Pulled(self.ref, m, detected, ex.module, rc, r.index, tuple(r.notes() + list(ex.notes)))
+
+    def pull_to(self, path: Path, *, parents: bool = True, field: str | None = None) -> PulledFile:
+        """Pull the module into ``path``, written atomically (see :func:`~meshfilter.util.fs.atomic_writer`).
+        A raw Wasm layer (asm, wasme, cncf) streams from the registry into the file, never held in memory;
+        a tar layer (docker, compat) is unpacked in memory first. Nothing is left at ``path`` on failure."""
+        r = self.resolve()
+        m = r.manifest
+        detected = detect_format(m.doc, m.media_type, where=f"{m.ref} manifest")
+        where = f"{m.ref} layer {detected.wasm_layer['digest'][:19]}"
+        with atomic_writer(path, parents=parents, field=field) as fh:
+            if detected.packed:
+                ex = extract(detected, self.fetch_blob(detected.wasm_layer), where=where)
+                fh.write(ex.module)
+                notes, size = r.notes() + list(ex.notes), len(ex.module)
+            else:
+                self.fetch_blob_into(detected.wasm_layer, fh)
+                fh.flush()
+                extract(detected, os.pread(fh.fileno(), 4, 0), where=where)  # the \0asm magic, as pull() checks
+                notes, size = r.notes() + detected.notes(), detected.wasm_layer["size"]
+        return PulledFile(self.ref, m, detected, Path(path), size, r.index, tuple(notes))
 
     def inspect(self) -> dict[str, Any]:
         r = self.resolve()

@@ -78,8 +78,10 @@ __all__ = ["FORMATS", "Artifact", "Detected", "Extracted", "IndexChoice", "build
            "select_manifest", "serialize_manifest", "sha256_digest", "validate_index", "validate_manifest"]
 
 
-def descriptor(media_type: str, data: bytes, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"mediaType": media_type, "digest": sha256_digest(data), "size": len(data)}
+def descriptor(media_type: str, data: bytes | bytearray, annotations: dict[str, str] | None = None, *,
+               digest: str | None = None) -> dict[str, Any]:
+    """The OCI descriptor of ``data``; ``digest``: its sha256 digest when the caller already has it."""
+    d: dict[str, Any] = {"mediaType": media_type, "digest": digest or sha256_digest(data), "size": len(data)}
     if annotations:
         d["annotations"] = dict(annotations)
     return d
@@ -97,7 +99,7 @@ class Artifact:
     format: str
     manifest: dict[str, Any]
     manifest_bytes: bytes
-    blobs: dict[str, bytes] = field(repr=False)
+    blobs: dict[str, bytes | bytearray] = field(repr=False)
     declared_media_type: str = ""  # from the index/Content-Type when the manifest has no mediaType field
 
     @property
@@ -119,13 +121,13 @@ class Artifact:
         return out
 
 
-def check_module(module: bytes, *, where: str) -> None:
+def check_module(module: bytes | bytearray, *, where: str) -> None:
     if not module.startswith(WASM_MAGIC):
         raise UsageError("not a Wasm module (no \\0asm magic)", where=where,
                          hint="build one with 'meshfilter wasm build'")
 
 
-def _tar_gz(files: list[tuple[str, bytes]]) -> tuple[bytes, bytes]:
+def _tar_gz(files: list[tuple[str, bytes | bytearray]]) -> tuple[bytes, bytes]:
     """Deterministic tar (mtime 0, root-owned, 0644) and its gzip; returns (tar, tar.gz)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
@@ -157,9 +159,12 @@ def _cncf_config(layer_digest: str) -> bytes:
     return json.dumps(cfg, separators=(",", ":")).encode()
 
 
-def build_artifact(fmt: str, module: bytes, *, runtime_config: bytes | None,
-                   title: str = PLUGIN_FILE, annotations: dict[str, str] | None = None) -> Artifact:
-    """Build the artifact for ``fmt``. ``runtime_config`` is the exact runtime-config.json bytes."""
+def build_artifact(fmt: str, module: bytes | bytearray, *, runtime_config: bytes | None,
+                   title: str = PLUGIN_FILE, annotations: dict[str, str] | None = None,
+                   module_digest: str | None = None) -> Artifact:
+    """Build the artifact for ``fmt``. ``runtime_config`` is the exact runtime-config.json bytes;
+    ``module_digest``: the module's sha256 digest when the caller has it (from
+    :func:`~meshfilter.util.digest.read_with_digest`), so a large module is not hashed twice."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", where="format", hint="use one of " + ", ".join(FORMATS))
     check_module(module, where="module")
@@ -173,10 +178,10 @@ def build_artifact(fmt: str, module: bytes, *, runtime_config: bytes | None,
     elif fmt in ("asm", "wasme"):
         raise UsageError(f"format {fmt} needs a runtime config", where="root_id",
                          hint="pass `root_id` ID (and `abi_version`) or `runtime_config` FILE")
-    blobs: dict[str, bytes] = {}
+    blobs: dict[str, bytes | bytearray] = {}
 
-    def add(media_type: str, data: bytes, ann: dict[str, str] | None = None) -> dict[str, Any]:
-        d = descriptor(media_type, data, ann)
+    def add(media_type: str, data: bytes | bytearray, ann: dict[str, str] | None = None) -> dict[str, Any]:
+        d = descriptor(media_type, data, ann, digest=module_digest if data is module else None)
         blobs[d["digest"]] = data
         return d
 
@@ -200,7 +205,7 @@ def build_artifact(fmt: str, module: bytes, *, runtime_config: bytes | None,
         manifest["layers"] = [add(OCI_LAYER_TAR_GZIP, gz)]
         user = {ANNOTATION_VARIANT: "compat", **user}
     elif fmt == "cncf":
-        layer = descriptor(CNCF_LAYER, module, {ANNOTATION_TITLE: title})
+        layer = descriptor(CNCF_LAYER, module, {ANNOTATION_TITLE: title}, digest=module_digest)
         manifest["artifactType"] = CNCF_ARTIFACT_MODULE
         manifest["config"] = add(CNCF_CONFIG, _cncf_config(layer["digest"]))
         blobs[layer["digest"]] = module

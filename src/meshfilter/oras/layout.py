@@ -117,7 +117,7 @@ class LayoutStore:
         except OSError:
             return False
 
-    def write_blob(self, digest: str, data: bytes) -> None:
+    def write_blob(self, digest: str, data: bytes | bytearray) -> None:
         if sha256_digest(data) != digest:
             raise DigestMismatchError(f"blob to write does not have digest {digest}", where=str(self.root))
         self._prepare()
@@ -181,6 +181,7 @@ def read_layout(root: str | Path, tag: str | None = None) -> Artifact:
     except ValueError:
         raise UsageError("manifest blob is not JSON", where=str(root)) from None
     detected = detect_format(manifest, str(desc.get("mediaType") or OCI_MANIFEST), where=f"{root} manifest")
-    blobs = {d["digest"]: store.read_blob(d["digest"]) for d in [manifest["config"], *manifest["layers"]]}
+    descs = [manifest["config"], *manifest["layers"]]
+    blobs: dict[str, bytes | bytearray] = {d["digest"]: store.read_blob(d["digest"]) for d in descs}
     return Artifact(format=detected.format, manifest=manifest, manifest_bytes=raw, blobs=blobs,
                     declared_media_type=str(desc.get("mediaType") or ""))

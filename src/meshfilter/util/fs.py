@@ -16,7 +16,10 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from meshfilter.errors import MeshfilterError, UsageError
 from meshfilter.util.proc import pid_alive, pid_start_time
@@ -35,10 +38,20 @@ def check_writable(path: Path, *, parents: bool = True, field: str | None = None
                          hint=f"create it first (mkdir -p {path.parent}), or write elsewhere")
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, *, parents: bool = True,
+def atomic_write_bytes(path: Path, data: bytes | bytearray, mode: int = 0o644, *, parents: bool = True,
                        field: str | None = None) -> None:
     """Write ``data`` to ``path`` atomically. ``parents``: create missing parent folders (False: a
     missing folder is an error). ``field``: the input that named ``path``, for the error's ``where``."""
+    with atomic_writer(path, mode, parents=parents, field=field) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path, mode: int = 0o644, *, parents: bool = True,
+                  field: str | None = None) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` (fsynced, renamed) when the block ends without an exception,
+    and is removed when it raises (Ctrl-C included): for output written as it streams in. Errors as
+    :func:`atomic_write_bytes`; an ``OSError`` raised inside the block is mapped the same way."""
     path = Path(path)
     where = field or str(path)
     check_writable(path, parents=parents, field=field)
@@ -50,7 +63,7 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, *, parents: b
         raise _write_error(path, exc, where) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
@@ -63,6 +76,31 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, *, parents: b
         if isinstance(exc, OSError):
             raise _write_error(path, exc, where) from None
         raise
+
+
+class WriteBehind:
+    """Writes to ``fh`` that ask the kernel to start writing each ``step`` bytes back to disk as soon as they
+    are written (``posix_fadvise(DONTNEED)``: on Linux it starts asynchronous writeback of the range and drops
+    only pages already clean), so the fsync of :func:`atomic_writer` waits for the last ``step`` bytes, not
+    for the whole file. For large streamed output; measured on a 20 MB pull: about 10 ms less wall time."""
+
+    def __init__(self, fh: BinaryIO, step: int = 4 << 20) -> None:
+        self.fh, self.step = fh, step
+        self.written = self.flushed = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.written += len(data)
+        if self.written - self.flushed >= self.step and hasattr(os, "posix_fadvise"):
+            self.fh.flush()
+            os.posix_fadvise(self.fh.fileno(), self.flushed, self.written - self.flushed, os.POSIX_FADV_DONTNEED)
+            self.flushed = self.written
+
+    def restart(self) -> None:
+        """Drop what was written: the file is empty again."""
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.written = self.flushed = 0
 
 
 def atomic_write_text(path: Path, text: str, mode: int = 0o644, *, parents: bool = True,
