@@ -169,6 +169,16 @@ def test_pull_to_refuses_a_raw_layer_without_the_magic_and_leaves_nothing(reg: R
     assert list(out.iterdir()) == []
 
 
+def test_pull_to_stdout_writes_the_module_and_the_summary_to_stderr(reg: RegistryServer, tmp_path: Path) -> None:
+    mod, art = artifact(300_000)
+    RegistryClient(f"{reg.host}/pullto/stdout:1", plain_http=True).push(art)  # type: ignore[arg-type]
+    proc = subprocess.run([*CMD, "oras", "pull", f"{reg.host}/pullto/stdout:1", "-o", "-", "--plain-http"],
+                          capture_output=True, env=env(tmp_path), timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == mod
+    assert proc.stderr.decode().endswith(f"(asm, {len(mod)} bytes) -> -\n")
+
+
 def test_pull_cut_every_time_is_one_line_and_no_file(reg: RegistryServer, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     mod, art = artifact(2 * MiB)
