@@ -57,7 +57,9 @@ def _module_flags(p: argparse.ArgumentParser) -> None:
                    help="the VM id (default: the root id, as 'meshfilter envoy run' configures it)")
     p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
                    help="a request header; repeat for several (and for several values of one name); "
-                        ":method, :path and :authority set those")
+                        ":method, :path and :authority set those (default, with no --header: GET / as "
+                        "Envoy presents it, :authority localhost :path / :method GET :scheme http: a "
+                        "request in Envoy never has an empty header map)")
     p.add_argument("--body", default=None, help="the request body; @FILE reads it from FILE")
     p.add_argument("--cluster", action="append", default=[], metavar="NAME",
                    help="a cluster the module's HTTP and gRPC calls may use; repeat for several")
@@ -123,10 +125,14 @@ def _property_value(text: str) -> Any:
     return text
 
 
+# the request `wasm run` sends when no --header is given: the pseudo-headers every request has in Envoy
+DEFAULT_REQUEST = ((":authority", "localhost"), (":path", "/"), (":method", "GET"), (":scheme", "http"))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from meshfilter.wasm.emulator import HostEmulator
 
-    headers = parse_headers(args.header, "--header")
+    headers = parse_headers(args.header, "--header") if args.header else list(DEFAULT_REQUEST)
     response = parse_headers(args.response_header, "--response-header") if args.response_header else None
     trailers = parse_headers(args.trailer, "--trailer") if args.trailer else None
     pairs = parse_pairs(args.property, flag="--property", form="path=value", example="request.path=/x")
@@ -235,7 +241,7 @@ def _render(report: dict[str, Any]) -> str:
         lines.append(f"response body: {report['response_body']!r}")
     if report["local_response"]:
         lr = report["local_response"]
-        lines.append(f"local response: {lr['status']} {lr['details']}")
+        lines.append(f"local response: {lr['status']} {lr['details']}".rstrip())
         if lr["body"]:
             lines.append(f"local response body: {lr['body']!r}")
     if report["foreign_calls"]:
