@@ -53,3 +53,23 @@ def test_the_cli_prints_the_flag_for_a_library_field(tmp_path, capsys: pytest.Ca
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("meshfilter: error: --root-id: root id must be at most 256 bytes without NUL")
+
+
+# -- flags are spelled in full -------------------------------------------------------------------------------
+
+def test_an_abbreviated_flag_is_not_taken_for_a_longer_one(capsys: pytest.CaptureFixture[str]) -> None:
+    # envoy-gateway has --env-from-host but no --env: argparse's prefix matching would take one for the other
+    with pytest.raises(SystemExit) as exited:
+        main(["deploy", "envoy-gateway", "--name", "a", "--image", "oci://r/x:1", "--target-ref", "Gateway/gw",
+              "--env", "A=1"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert err == ("meshfilter deploy envoy-gateway: error: unrecognized arguments: --env A=1 "
+                   "(see 'meshfilter deploy envoy-gateway --help')\n")
+
+
+def test_an_unknown_flag_points_at_its_own_commands_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["wasm", "build", "propagate-header", "--out", "x.wasm"])
+    assert exited.value.code == 2
+    assert "(see 'meshfilter wasm build propagate-header --help')" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from meshfilter.cli._fields import speller
 from meshfilter.errors import MeshfilterError
@@ -32,7 +32,13 @@ GROUPS: tuple[str, ...] = ("wasm", "envoy", "oras", "registry", "deploy", "lua",
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line: what is wrong and where to look."""
+    """argparse, but a usage error is one line: what is wrong and where to look; and no abbreviated
+    flags (``--env`` must not silently mean ``--env-from-host`` where a command has no ``--env``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.set_defaults(cli_parser=self)  # the deepest chosen command's parser wins: it words the error
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -96,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # from the command's own parser, so the hint names that command's --help
+        args.cli_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.error(f"'{args.group}' needs a subcommand")
