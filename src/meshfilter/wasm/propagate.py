@@ -273,9 +273,11 @@ _PARSE = r"""
               ;; below the number of bytes it was read from
               (br_if $bad (i32.or (i32.or (i32.gt_u (local.get $u) (i32.const 0x10FFFF))
                                           (i32.eq (i32.shr_u (local.get $u) (i32.const 11)) (i32.const 27)))
-                                  (i32.lt_u (local.tee $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
-                                                                            (i32.gt_u (local.get $u) (i32.const 0x7FF)))
-                                                                   (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
+                                  ;; $n: 1 above U+007F (fewer than 25 leading zeros), 2 above U+07FF, 3 above U+FFFF
+                                  (i32.lt_u (local.tee $n (i32.add (i32.add (i32.lt_u (local.tee $c (i32.clz (local.get $u)))
+                                                                                      (i32.const 25))
+                                                                            (i32.lt_u (local.get $c) (i32.const 21)))
+                                                                   (i32.lt_u (local.get $c) (i32.const 16))))
                                             (local.get $m))))
               ;; $fl: bits 0-1 set by a character that is not an RFC 9110 token character, bit 2 by CR, LF or
               ;; NUL, those of the key's mask
@@ -290,9 +292,10 @@ _PARSE = r"""
                                             (i32.shl (i32.and (i32.lt_u (local.get $u) (i32.const 14))
                                                               (i32.shr_u (i32.const 0x2401) (local.get $u)))
                                                      (i32.const 2))))))
-              ;; write $u as UTF-8 at $d: the lead byte's prefix (none, C0, E0, F0) is byte $n of 0xF0E0C000
+              ;; write $u as UTF-8 at $d: the lead byte's prefix (none, C0, E0, F0) is the low byte of
+              ;; 0x3C0 >> ($n - 1) (a shift by 31 for $n = 0)
               (i32.store8 (local.get $d)
-                          (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
+                          (i32.or (i32.shr_u (i32.const 0x3C0) (i32.sub (local.get $n) (i32.const 1)))
                                   (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
               (loop $wr
                 (if (local.get $n)
@@ -478,19 +481,17 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is $n = 4 * i (1-based)
     mb.callback("proxy_on_configure", f"""
-  ;; between callbacks $bump is the end of what was kept; a refused configuration frees what it allocated
-  (local.set $b0 (global.get $bump))
-  (block $refuse{root_check}
-  ;; the host copies the configuration into the block our allocator hands out next, at $bump (an empty
-  ;; one needs no block); its length is in the slot unless the call failed
+  ;; between callbacks $bump is the end of what was kept. The host copies the configuration into the block
+  ;; our allocator hands out next, at $bump (an empty one needs no block); its length is in the slot unless
+  ;; the call failed. The root id is read after it (a refused configuration frees both: $bump = $p0).
   (global.set $p (local.tee $w (local.tee $p0 (global.get $bump))))
-  (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.mul (i32.eqz {read})
-                                                             (i32.load (i32.const {slots.offset + 4})))))
-              (i32.const 0))
+  (local.set $e (i32.add (local.get $p0) (i32.mul (i32.eqz {read}) (i32.load (i32.const {slots.offset + 4})))))
+  (block $refuse{root_check}
+  (i32.store8 (local.get $e) (i32.const 0))
   ;; what is kept moves by -$delta, to the heap start
   (local.set $delta (i32.sub (local.get $p0) (i32.const {heap})))
 {parse})
-  (global.set $bump (local.get $b0))
+  (global.set $bump (local.get $p0))
   ;; refused: log problem $n / 4 ("propagate-header: <text>", the text two spans of the table) at level error
   (local.set $d (i32.const {line.offset + line.length}))
   {"(local.set $n (i32.shl (local.get $n) (i32.const 1)))" if w == 2 else ""}
@@ -502,15 +503,15 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
   {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.sub (local.get $d) {line.ptr})")}
   (i32.const 0)""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $types i32) "
                     "(local $fl i32) (local $e i32) (local $p0 i32) (local $delta i32) (local $w i32) "
-                    "(local $d i32) (local $u i32) (local $m i32) (local $b0 i32)")
+                    "(local $d i32) (local $u i32) (local $m i32)")
 
     # proxy_on_request_headers(context_id, num_headers[, end_of_stream])
     clear = mb.clear_route_cache() if clear_route_cache else ""
-    hn, hnl, hv, hvl = (f"(i32.load offset={kept.offset + at} (i32.const 0))" for at in (0, 4, 9, 13))
+    hn, hv, hvl = (f"(i32.load offset={kept.offset + at} (i32.const 0))" for at in (0, 9, 13))
     mb.callback("proxy_on_request_headers", f"""
-  (if {hnl}
+  (if (local.tee $b (i32.load offset={kept.offset + 4} (i32.const 0)))
     (then
-      {mb.replace_header(hn, hnl, hv, hvl)}
+      {mb.replace_header(hn, "(local.get $b)", hv, hvl)}
       {clear}))
   (i32.const 0)""")
     return mb.render()
