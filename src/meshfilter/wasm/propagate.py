@@ -122,10 +122,11 @@ def _esc_table() -> bytes:
 _HELPERS = r"""
 (global $p (mut i32) (i32.const 0))
 (func $peek (result i32) (i32.load8_u (global.get $p)))
-(func $next (result i32) (call $peek) (global.set $p (i32.add (global.get $p) (i32.const 1))))
 (func $eat (param $c i32) (result i32)
   (global.set $p (i32.add (global.get $p) (local.tee $c (i32.eq (call $peek) (local.get $c)))))
   (local.get $c))
+;; the byte at $p, which is eaten (whatever it is)
+(func $next (result i32) (call $peek) (drop (call $eat (call $peek))))
 (func $ws (result i32) (local $c i32)
   (loop $l
     ;; 9, 10, 13 or 32 (bit 0 of the mask: 32 mod 32; 0 is not in the range)
