@@ -5,7 +5,7 @@ Docker SDK, gRPC and wasmtime load only when a name that needs them is used). Se
 docs/architecture.md for the module map.
 
     import meshfilter
-    wasm = meshfilter.build_propagate_header()                # bytes of a ~2.1 KB proxy-wasm module
+    wasm = meshfilter.build_propagate_header()                # bytes of a 2 KB proxy-wasm module
     emu = meshfilter.HostEmulator(wasm, root_id="propaganda_filter_root",
                                   plugin_config=b'{"head_tag_name":"route-v","head_tag_value":"hello2v2"}')
 """

@@ -291,8 +291,10 @@ class ModuleBuilder:
 (func $alloc (export "{allocator_export(self.abi)}") (param $n i32) (result i32) (local $p i32)
   (if (i32.ge_u (local.get $n) (i32.sub (i32.shl (memory.size) (i32.const 16)) (local.tee $p {start})))
     (then
-      (if (i32.lt_s (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))) (i32.const 0))
-        (then (return (i32.const 0))))))
+      ;; return 0 (branch to the function's label with a value) when memory.grow fails
+      (drop (br_if 1 (i32.const 0)
+                     (i32.lt_s (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1)))
+                               (i32.const 0))))))
   (global.set $bump (i32.add (local.get $p) (local.get $n)))
   (local.get $p))"""
 

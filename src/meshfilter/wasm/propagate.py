@@ -15,7 +15,7 @@ Exports: the ABI marker, ``memory``, the allocator, ``proxy_on_configure`` and
 ``proxy_on_request_headers``: nothing else, because Envoy makes one VM call per exported
 callback per request.
 
-The module is small (about 2.1 KB; docs/architecture/wasm-codegen.md, "Size"):
+The module is small (2,046 bytes, under 2 KB; docs/architecture/wasm-codegen.md, "Size"):
 
 * the whole configuration check is one function: a loop over values with the string decoder at its
   only call site, refusals branch to one place that logs the problem (two spans of one packed string
@@ -30,6 +30,10 @@ The module is small (about 2.1 KB; docs/architecture/wasm-codegen.md, "Size"):
   name and value checks need no second pass);
 * name and value strings are decoded one after the other at the start of the configuration's block
   (other strings where the next one would go), so keeping them is one ``memory.copy``;
+* the key being read is the mask of its bits in two locals (3 head_tag_name, 12 head_tag_value): the
+  value types and the character flags of both keys are updated without branches and checked by two
+  table lookups; a key's string is recorded in low memory, and that record (17 bytes) is the kept
+  header once copied;
 * simple escapes and ``true``/``false``/``null`` are found by small hashes, not searches.
 """
 
@@ -55,17 +59,23 @@ def _tchar_bitmap() -> bytes:
 
 
 def _type_verdicts() -> bytes:
-    """4 * verdict by (name type * 3 + value type), types 0 absent, 1 string, 2 other: the order of
-    parse_config's checks (missing name, missing value, name not a string, value not a string); name
+    """4 * verdict by $types (name type + 4 * value type), types 0 absent, 1 string, 2 other: the order
+    of parse_config's checks (missing name, missing value, name not a string, value not a string); name
     type 3 (with value type 0: no member was read) is a top-level value that is not an object."""
     out = bytearray()
-    for nt in range(3):
-        for vt in range(3):
-            problem = ("missing_name" if nt == 0 else "missing_value" if vt == 0 else
-                       "name_not_string" if nt == 2 else "value_not_string" if vt == 2 else None)
-            out.append(PROBLEM_ORDER.index(problem) + 1 if problem else 0)
-    out.append(PROBLEM_ORDER.index("not_object") + 1)
+    for i in range(11):
+        nt, vt = i & 3, i >> 2
+        problem = ("not_object" if nt == 3 else "missing_name" if nt == 0 else "missing_value" if vt == 0 else
+                   "name_not_string" if nt == 2 else "value_not_string" if vt == 2 else None)
+        out.append(PROBLEM_ORDER.index(problem) + 1 if problem else 0)
     return bytes(4 * v for v in out)
+
+
+def _flag_verdicts() -> bytes:
+    """4 * verdict by $fl: bits 0-1 a name character that is not a token character, bit 2 CR/LF/NUL in
+    the value (bad name first, as parse_config checks it first)."""
+    return bytes(4 * (PROBLEM_ORDER.index("bad_name" if f & 3 else "bad_value") + 1) if f else 0
+                 for f in range(8))
 
 
 def pack_strings(strings: list[bytes]) -> bytes:
@@ -92,6 +102,10 @@ def pack_strings(strings: list[bytes]) -> bytes:
     return kept[0] if kept else b""
 
 
+# the key records (see _PARSE): $key is 3 for head_tag_name, 12 for head_tag_value
+_NAME, _VALUE = 3, 12
+_REC_END = _VALUE + 8
+
 # zero bytes at FAIL, where a failed read points $p: $hex4 reads up to 3 more digits there, then the
 # string decoder reads one more and fails on it
 FAIL_RUN = 4
@@ -112,14 +126,16 @@ def _esc_table() -> bytes:
 _HELPERS = r"""
 (global $p (mut i32) (i32.const 0))
 (func $peek (result i32) (i32.load8_u (global.get $p)))
-(func $next (result i32) (call $peek) (global.set $p (i32.add (global.get $p) (i32.const 1))))
 (func $eat (param $c i32) (result i32)
   (global.set $p (i32.add (global.get $p) (local.tee $c (i32.eq (call $peek) (local.get $c)))))
   (local.get $c))
+;; the byte at $p, which is eaten (whatever it is)
+(func $next (result i32) (call $peek) (drop (call $eat (call $peek))))
 (func $ws (result i32) (local $c i32)
   (loop $l
-    (if (i32.or (i32.eq (local.tee $c (call $peek)) (i32.const 32))
-                (i32.and (i32.lt_u (local.get $c) (i32.const 14)) (i32.shr_u (i32.const 0x2600) (local.get $c))))
+    ;; 9, 10, 13 or 32 (bit 0 of the mask: 32 mod 32; 0 is not in the range)
+    (if (i32.and (i32.lt_u (i32.sub (local.tee $c (call $peek)) (i32.const 1)) (i32.const 32))
+                 (i32.shr_u (i32.const 0x2601) (local.get $c)))
       (then (drop (call $next)) (br $l))))
   (local.get $c))
 ;; 4 hex digits: their value
@@ -141,8 +157,8 @@ _HELPERS = r"""
   (loop $l
     (if (i32.lt_u (i32.sub (call $peek) (i32.const 48)) (i32.const 10))
       (then (drop (call $next)) (br $l)))))
-;; $n bytes at $a equal $m bytes at $b; compared from the start, so the 0 byte after the
-;; configuration ends a comparison there
+;; $n bytes at $a equal $m bytes at $b (3, the mask of head_tag_name's bits in $types; else 0); compared
+;; from the start, so the 0 byte after the configuration ends a comparison there
 (func $eq (param $a i32) (param $n i32) (param $b i32) (param $m i32) (result i32) (local $i i32)
   (block $no
     (br_if $no (i32.ne (local.get $n) (local.get $m)))
@@ -153,39 +169,45 @@ _HELPERS = r"""
                              (i32.load8_u (i32.add (local.get $b) (local.get $i)))))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $l))))
-    (return (i32.const 1)))
+    (return (i32.const 3)))
   (i32.const 0))
 """
 
-# proxy_on_configure after the configuration was read: [$p0, $e), a 0 byte at $e. Per configuration
-# key (n: head_tag_name, v: head_tag_value): $nt/$vt its type (0 absent, 1 string, 2 other; $nt 3: the
-# configuration is not an object), $np/$nl (and $vp/$vl) its decoded string, $nf/$vf the character
-# flags of that string. $key: the member being read is head_tag_name (1), head_tag_value (2) or another.
+# proxy_on_configure after the configuration was read: [$p0, $e), a 0 byte at $e. A string is decoded at
+# $w (the strings of the keys one after the other, in document order, in [$p0, $w)). $key is 32 while an
+# object member's name is expected; after the name head_tag_name (at depth 1) it is 3, after
+# head_tag_value 12: the mask of that key's bits in $types and $fl; else 0. $types: bits 0-1 the type of
+# head_tag_name (0 absent, 1 string, 2 other; 3: the configuration is not an object), bits 2-3 that of
+# head_tag_value. $fl: bits 0-1 set by a character of the name that is not an RFC 9110 token character,
+# bit 2 by CR, LF or NUL in the value. The string of a key is recorded at REC + key (its pointer where it
+# will be kept, $delta lower) and REC + 4 + key (its length).
 _PARSE = r"""
-  (local.set $nt (i32.mul (i32.ne (call $ws) (i32.const 123)) (i32.const 3)))
+  (local.set $types (i32.mul (i32.ne (call $ws) (i32.const 123)) (i32.const 3)))
   (block $bad
     (block $done
-      ;; a value (or, when $st, an object member's name) starts with $c, at $p
+      ;; a value (or, when $key is 32, an object member's name) starts with $c, at $p
       (loop $value
         (local.set $c (call $ws))
         (block $after
           (block $string
-            (if (i32.eq (local.get $key) (i32.const 1))
-              (then (local.set $nt (i32.add (i32.ne (local.get $c) (i32.const 34)) (i32.const 1)))))
-            (if (i32.eq (local.get $key) (i32.const 2))
-              (then (local.set $vt (i32.add (i32.ne (local.get $c) (i32.const 34)) (i32.const 1)))))
+            ;; a configuration key's type bits: $key & 5 for a string, $key & 10 for another value
+            (local.set $types (i32.xor (local.get $types)
+                                       (i32.and (i32.xor (local.get $types)
+                                                         (i32.and (local.get $key)
+                                                                  (i32.shl (i32.const 5)
+                                                                           (i32.ne (local.get $c) (i32.const 34)))))
+                                                (local.get $key))))
             (br_if $string (i32.eq (local.get $c) (i32.const 34)))
-            (br_if $bad (local.get $st))
+            (br_if $bad (i32.and (local.get $key) (i32.const 32)))
             (if (i32.eq (i32.or (local.get $c) (i32.const 32)) (i32.const 123))
               (then
                 ;; '{' or '[': push it; an empty one is closed by the loop below
-                (br_if $bad (i32.eq (local.get $depth) (i32.const MAX_DEPTH)))
+                (br_if $bad (i32.shr_u (local.get $depth) (i32.const DEPTH_BITS)))  ;; depth MAX_DEPTH
                 (i32.store8 offset=STACK_M1 (local.tee $depth (i32.add (local.get $depth) (i32.const 1)))
                             (local.get $c))
-                (local.set $key (i32.const 0))
                 (drop (call $next))
-                (local.set $st (i32.and (local.get $c) (i32.const 32)))
-                (br_if $after (i32.eq (call $ws) (i32.add (local.get $st) (i32.const 93))))
+                (local.set $key (i32.and (local.get $c) (i32.const 32)))
+                (br_if $after (i32.eq (call $ws) (i32.add (local.get $key) (i32.const 93))))
                 (br $value)))
             ;; true, false, null at 4 * (c % 5) in LITERALS ("nulltruefalse"), 4 or 5 bytes long; another first
             ;; letter does not match (c % 5 == 3 meets the 'e' of false, c % 5 == 4 a byte chosen so); else a
@@ -210,13 +232,14 @@ _PARSE = r"""
             (br $after))
           ;; a string, decoded at $w: every character (raw UTF-8, simple escape, \u escape or surrogate
           ;; pair) becomes a code point $u, which must be a Unicode scalar value, written back as UTF-8
+          ;; a key's string clears that key's flags
           (local.set $d (local.get $w))
-          (local.set $f (i32.const 0))
+          (local.set $fl (i32.and (local.get $fl) (i32.xor (local.get $key) (i32.const -1))))
           (drop (call $next))
           (block $end
             (loop $l
               (local.set $m (i32.const 0))
-              (local.set $u (local.tee $c (call $next)))
+              (local.set $u (local.tee $c (i32.extend8_s (call $next))))
               (br_if $end (i32.eq (local.get $c) (i32.const 34)))
               (block $cp
                 (if (i32.eq (local.get $c) (i32.const 92))
@@ -240,10 +263,11 @@ _PARSE = r"""
                                         (local.get $c)))
                     (local.set $u (i32.load8_u offset=ESC1 (local.get $n)))
                     (br $cp)))
-                (br_if $cp (i32.gt_s (i32.extend8_s (local.get $c)) (i32.const 31)))  ;; ASCII but control characters
-                ;; UTF-8: lead byte C2..F4 (this also refuses control characters), then $m continuation bytes
-                (br_if $bad (i32.gt_u (i32.sub (local.get $c) (i32.const 0xC2)) (i32.const 0x32)))
-                (local.set $m (local.tee $n (i32.sub (i32.clz (i32.xor (local.get $c) (i32.const 255)))
+                (br_if $cp (i32.gt_s (local.get $c) (i32.const 31)))  ;; ASCII but control characters
+                ;; UTF-8 ($c sign-extended): lead byte C2..F4 (this also refuses control characters), then $m
+                ;; continuation bytes
+                (br_if $bad (i32.gt_u (i32.add (local.get $c) (i32.const 62)) (i32.const 0x32)))
+                (local.set $m (local.tee $n (i32.sub (i32.clz (i32.xor (local.get $c) (i32.const -1)))
                                                      (i32.const 25))))
                 (local.set $u (i32.and (local.get $c) (i32.shr_u (i32.const 63) (local.get $n))))
                 (loop $k
@@ -254,13 +278,17 @@ _PARSE = r"""
               ;; below the number of bytes it was read from
               (br_if $bad (i32.or (i32.or (i32.gt_u (local.get $u) (i32.const 0x10FFFF))
                                           (i32.eq (i32.shr_u (local.get $u) (i32.const 11)) (i32.const 27)))
-                                  (i32.lt_u (local.tee $n (i32.add (i32.add (i32.gt_u (local.get $u) (i32.const 0x7F))
-                                                                            (i32.gt_u (local.get $u) (i32.const 0x7FF)))
-                                                                   (i32.gt_u (local.get $u) (i32.const 0xFFFF))))
+                                  ;; $n: 1 above U+007F (fewer than 25 leading zeros), 2 above U+07FF, 3 above U+FFFF
+                                  (i32.lt_u (local.tee $n
+                                              (i32.add (i32.add (i32.lt_u (local.tee $c (i32.clz (local.get $u)))
+                                                                          (i32.const 25))
+                                                                (i32.lt_u (local.get $c) (i32.const 21)))
+                                                       (i32.lt_u (local.get $c) (i32.const 16))))
                                             (local.get $m))))
-              ;; $f: bits 0-1 set by a character that is not an RFC 9110 token character, bit 2 by CR, LF or NUL
-              (local.set $f (i32.or (local.get $f)
-                                    (i32.or (i32.or (local.get $n)
+              ;; $fl: bits 0-1 set by a character that is not an RFC 9110 token character, bit 2 by CR, LF or
+              ;; NUL, those of the key's mask
+              (local.set $fl (i32.or (local.get $fl)
+                                    (i32.and (local.get $key) (i32.or (i32.or (local.get $n)
                                                     (i32.eqz (i32.and (i32.shr_u (i32.load offset=TCHARS
                                                                                    (i32.and (i32.shr_u (local.get $u)
                                                                                                        (i32.const 3))
@@ -269,10 +297,11 @@ _PARSE = r"""
                                                                       (i32.const 1))))
                                             (i32.shl (i32.and (i32.lt_u (local.get $u) (i32.const 14))
                                                               (i32.shr_u (i32.const 0x2401) (local.get $u)))
-                                                     (i32.const 2)))))
-              ;; write $u as UTF-8 at $d: the lead byte's prefix (none, C0, E0, F0) is byte $n of 0xF0E0C000
+                                                     (i32.const 2))))))
+              ;; write $u as UTF-8 at $d: the lead byte's prefix (none, C0, E0, F0) is the low byte of
+              ;; 0x3C0 >> ($n - 1) (a shift by 31 for $n = 0)
               (i32.store8 (local.get $d)
-                          (i32.or (i32.shr_u (i32.const 0xF0E0C000) (i32.shl (local.get $n) (i32.const 3)))
+                          (i32.or (i32.shr_u (i32.const 0x3C0) (i32.sub (local.get $n) (i32.const 1)))
                                   (i32.shr_u (local.get $u) (i32.mul (local.get $n) (i32.const 6)))))
               (loop $wr
                 (if (local.get $n)
@@ -287,25 +316,23 @@ _PARSE = r"""
               (local.set $d (i32.add (local.get $d) (i32.const 1)))
               (br $l)))
           (local.set $n (i32.sub (local.get $d) (local.get $w)))
-          (if (local.get $st)
+          (if (i32.and (local.get $key) (i32.const 32))
             (then
-              ;; a member name: at depth 1, which configuration key (1 name, 2 value, 0 another)
+              ;; a member name: at depth 1, which configuration key (3 name, 12 value, 0 another)
               (local.set $key (i32.mul (i32.add (call $eq (local.get $w) (local.get $n) (i32.const NAME_KEY)
                                                           (i32.const NAME_KEY_LEN))
                                                 (i32.shl (call $eq (local.get $w) (local.get $n) (i32.const VALUE_KEY)
                                                                    (i32.const VALUE_KEY_LEN))
-                                                         (i32.const 1)))
+                                                         (i32.const 2)))
                                        (i32.eq (local.get $depth) (i32.const 1))))
               (br_if $bad (i32.ne (call $ws) (i32.const 58)))
               (drop (call $next))
-              (local.set $st (i32.const 0))
               (br $value)))
-          ;; the string value of a configuration key: keep it, in [$p0, $w)
+          ;; the string value of a configuration key: record it
           (if (local.get $key)
             (then
-              (if (i32.eq (local.get $key) (i32.const 1))
-                (then (local.set $np (local.get $w)) (local.set $nl (local.get $n)) (local.set $nf (local.get $f)))
-                (else (local.set $vp (local.get $w)) (local.set $vl (local.get $n)) (local.set $vf (local.get $f))))
+              (i32.store offset=REC (local.get $key) (i32.sub (local.get $w) (local.get $delta)))
+              (i32.store offset=REC4 (local.get $key) (local.get $n))
               (local.set $w (local.get $d)))))
         ;; after a value: close containers, or go on after a comma
         (loop $close
@@ -314,8 +341,7 @@ _PARSE = r"""
           (drop (call $next))
           (if (i32.eq (local.get $c) (i32.const 44))
             (then
-              (local.set $st (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
-              (local.set $key (i32.const 0))
+              (local.set $key (i32.and (i32.load8_u offset=STACK_M1 (local.get $depth)) (i32.const 32)))
               (br $value)))
           ;; ']' (93) closes '[' (91), '}' (125) closes '{' (123)
           (br_if $bad (i32.ne (local.get $c)
@@ -323,21 +349,14 @@ _PARSE = r"""
           (local.set $depth (i32.sub (local.get $depth) (i32.const 1)))
           (br $close))))
     (br_if $bad (i32.ne (global.get $p) (local.get $e)))
-    (br_if $refuse (local.tee $n (i32.load8_u offset=TYPE_VERDICTS
-                                   (i32.add (i32.mul (local.get $nt) (i32.const 3)) (local.get $vt)))))
+    (br_if $refuse (local.tee $n (i32.load8_u offset=TYPE_VERDICTS (local.get $types))))
     (local.set $n (i32.const EMPTY_NAME))
-    (br_if $refuse (i32.eqz (local.get $nl)))
-    (local.set $n (i32.const BAD_NAME))
-    (br_if $refuse (i32.and (local.get $nf) (i32.const 3)))
-    (local.set $n (i32.const BAD_VALUE))
-    (br_if $refuse (i32.and (local.get $vf) (i32.const 4)))
-    ;; keep [p0, w) (every name and value string, in document order) at the heap start
+    (br_if $refuse (i32.eqz (i32.load offset=NAME_LEN (i32.const 0))))
+    (br_if $refuse (local.tee $n (i32.load8_u offset=FLAG_VERDICTS (local.get $fl))))
+    ;; keep [p0, w) (the keys' strings, in document order) at the heap start, and the key records with it
     (memory.copy (i32.const HEAP_START) (local.get $p0) (i32.sub (local.get $w) (local.get $p0)))
-    (global.set $hn (i32.sub (local.get $np) (local.tee $p0 (i32.sub (local.get $p0) (i32.const HEAP_START)))))
-    (global.set $hv (i32.sub (local.get $vp) (local.get $p0)))
-    (global.set $bump (i32.sub (local.get $w) (local.get $p0)))
-    (global.set $hnl (local.get $nl))
-    (global.set $hvl (local.get $vl))
+    (memory.copy (i32.const KEPT) (i32.const REC_NAME) (i32.const KEPT_LEN))
+    (global.set $bump (i32.sub (local.get $w) (local.get $delta)))
     (return (i32.const 1)))
   (local.set $n (i32.const INVALID_JSON))"""
 
@@ -392,7 +411,11 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     """
     root = _validate_root_id(root_id)
     mb = ModuleBuilder(abi, data_base=0, alloc_align=1)
-    slots = mb.reserve(8)  # host call results (pointer at 0, length at 4)
+    # host call results (pointer at 0, length at 4); while parsing, the key records at REC + key: pointer
+    # (3..6 head_tag_name, 12..15 head_tag_value) and length (7..10, 16..19)
+    slots = mb.reserve(_REC_END)
+    # the kept header: the records' bytes 3..19 (copied on acceptance), zero until then
+    kept = mb.reserve(_REC_END - _NAME, align=1)
     texts = [oracle.PROBLEMS[p].encode() for p in PROBLEM_ORDER]
     if root:
         texts.append(f"{ROOT_ID_MISMATCH} ".encode() + root)
@@ -402,24 +425,25 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
         strings += [b"plugin_root_id", root]
     if clear_route_cache and abi != "0.1.0":
         strings.append(b"clear_route_cache")
-    packed = pack_strings([h for pair in halves for h in pair] + strings)
+    parts = [h for pair in halves for h in pair]
+    packed = pack_strings(parts + strings)
     # A failed parse points $p at FAIL_RUN zero bytes that nothing writes (zero bytes before the first
-    # data byte cost nothing); they are also the token bitmap's bytes for characters 0-31. Then the texts:
-    # spans are one byte each (offset from the texts' start, length) if they fit.
+    # data byte cost nothing); they are also the token bitmap's bytes for characters 0-31. Then the tables
+    # (below 128: one-byte offsets), then the texts: spans are one byte each (offset from the texts' start,
+    # length) if they fit.
     bitmap = _tchar_bitmap()
     assert bitmap[:FAIL_RUN] == bytes(FAIL_RUN)
     fail = mb.reserve(FAIL_RUN, align=1).offset
     tchars = mb.data(bitmap[FAIL_RUN:]).offset - FAIL_RUN
     assert tchars == fail
-    base = mb.data(packed).offset
-    spans = [mb.data(h) for pair in halves for h in pair]
-    w = 1 if all(s.offset - base + s.length < 256 for s in spans) else 2
-    if w == 2:
-        base = 0
     verdicts = mb.data(_type_verdicts())
+    flag_verdicts = mb.data(_flag_verdicts())
     esc = mb.data(_esc_table())
-    table = mb.data(b"".join((s.offset - base).to_bytes(w, "little") + s.length.to_bytes(w, "little")
-                             for s in spans))
+    rel = [packed.index(h) for h in parts]
+    w = 1 if all(r + len(h) < 256 for r, h in zip(rel, parts, strict=True)) else 2
+    table = mb.data(b"".join(r.to_bytes(w, "little") + len(h).to_bytes(w, "little")
+                             for r, h in zip(rel, parts, strict=True)))
+    base = mb.data(packed).offset
     name_key, value_key = mb.data(oracle.NAME_KEY), mb.data(oracle.VALUE_KEY)
     literals = mb.data(_LITERALS)
     probe = mb.static_byte(literals.offset + 16)  # see _PARSE: where a letter with c % 5 == 4 is compared
@@ -429,8 +453,6 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     mb.reserve(max(len(t) for t in texts))
     stack = mb.reserve(oracle.MAX_DEPTH, align=1)  # the opening byte of each open container
     heap = mb.heap_start
-    for g in ("hn", "hnl", "hv", "hvl"):  # the configured header
-        mb.global_(g)
     mb.func(_sub(_HELPERS, {"FAIL": fail}))
     root_check = ""
     status_ok = f"(i32.const {slots.offset}) (i32.const {slots.offset + 4})"
@@ -453,9 +475,11 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     parse = _sub(_PARSE, {
         "LITERALS": lit, "NAME_KEY_LEN": name_key.length, "NAME_KEY": name_key.offset,
         "VALUE_KEY_LEN": value_key.length, "VALUE_KEY": value_key.offset,
-        "TYPE_VERDICTS": verdicts.offset, "TCHARS": tchars, "HEAP_START": heap,
-        "ESC1": esc.offset + 1, "ESC": esc.offset,
-        "STACK_M1": stack.offset - 1, "MAX_DEPTH": oracle.MAX_DEPTH,
+        "TYPE_VERDICTS": verdicts.offset, "FLAG_VERDICTS": flag_verdicts.offset, "TCHARS": tchars,
+        "HEAP_START": heap, "ESC1": esc.offset + 1, "ESC": esc.offset,
+        "STACK_M1": stack.offset - 1, "DEPTH_BITS": oracle.MAX_DEPTH.bit_length() - 1,
+        "REC4": slots.offset + 4, "REC_NAME": slots.offset + _NAME, "REC": slots.offset,
+        "NAME_LEN": slots.offset + 4 + _NAME, "KEPT_LEN": kept.length, "KEPT": kept.offset,
         **{name.upper(): 4 * (PROBLEM_ORDER.index(name) + 1)
            for name in ("invalid_json", "empty_name", "bad_name", "bad_value")}})
     # proxy_on_configure(root_context_id $a, configuration_size $b); the configuration is [$p0, $e),
@@ -463,38 +487,37 @@ def render_propagate_header(*, abi: str = DEFAULT_ABI, root_id: str = oracle.ROO
     ld = "i32.load8_u" if w == 1 else "i32.load16_u"
     t0 = table.offset - 4 * w  # problem i is $n = 4 * i (1-based)
     mb.callback("proxy_on_configure", f"""
-  ;; between callbacks $bump is the end of what was kept; a refused configuration frees what it allocated
-  (local.set $b0 (global.get $bump))
-  (block $refuse{root_check}
-  ;; the host copies the configuration into the block our allocator hands out next, at $bump (an empty
-  ;; one needs no block); its length is in the slot unless the call failed
+  ;; between callbacks $bump is the end of what was kept. The host copies the configuration into the block
+  ;; our allocator hands out next, at $bump (an empty one needs no block); its length is in the slot unless
+  ;; the call failed. The root id is read after it (a refused configuration frees both: $bump = $p0).
   (global.set $p (local.tee $w (local.tee $p0 (global.get $bump))))
-  (i32.store8 (local.tee $e (i32.add (local.get $p0) (i32.mul (i32.eqz {read})
-                                                             (i32.load (i32.const {slots.offset + 4})))))
-              (i32.const 0))
+  (local.set $e (i32.add (local.get $p0) (i32.mul (i32.eqz {read}) (i32.load (i32.const {slots.offset + 4})))))
+  (block $refuse{root_check}
+  (i32.store8 (local.get $e) (i32.const 0))
+  ;; what is kept moves by -$delta, to the heap start
+  (local.set $delta (i32.sub (local.get $p0) (i32.const {heap})))
 {parse})
-  (global.set $bump (local.get $b0))
+  (global.set $bump (local.get $p0))
   ;; refused: log problem $n / 4 ("propagate-header: <text>", the text two spans of the table) at level error
   (local.set $d (i32.const {line.offset + line.length}))
   {"(local.set $n (i32.shl (local.get $n) (i32.const 1)))" if w == 2 else ""}
   (loop $span
-    (memory.copy (local.get $d) {f"(i32.add ({ld} offset={t0} (local.get $n)) (i32.const {base}))" if base else
-                                 f"({ld} offset={t0} (local.get $n))"}
+    (memory.copy (local.get $d) (i32.add ({ld} offset={t0} (local.get $n)) (i32.const {base}))
                  (local.tee $c ({ld} offset={t0 + w} (local.get $n))))
     (local.set $d (i32.add (local.get $d) (local.get $c)))
     (br_if $span (i32.and (local.tee $n (i32.add (local.get $n) (i32.const {2 * w}))) (i32.const {2 * w}))))
   {mb.log_ptr(LogLevel.ERROR, line.ptr, f"(i32.sub (local.get $d) {line.ptr})")}
-  (i32.const 0)""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $nt i32) "
-                    "(local $vt i32) (local $np i32) (local $nl i32) (local $vp i32) (local $vl i32) "
-                    "(local $e i32) (local $p0 i32) (local $nf i32) (local $vf i32) (local $w i32) (local $f i32) "
-                    "(local $d i32) (local $u i32) (local $m i32) (local $st i32) (local $b0 i32)")
+  (i32.const 0)""", locals_="(local $c i32) (local $depth i32) (local $key i32) (local $n i32) (local $types i32) "
+                    "(local $fl i32) (local $e i32) (local $p0 i32) (local $delta i32) (local $w i32) "
+                    "(local $d i32) (local $u i32) (local $m i32)")
 
     # proxy_on_request_headers(context_id, num_headers[, end_of_stream])
     clear = mb.clear_route_cache() if clear_route_cache else ""
+    hn, hv, hvl = (f"(i32.load offset={kept.offset + at} (i32.const 0))" for at in (0, 9, 13))
     mb.callback("proxy_on_request_headers", f"""
-  (if (global.get $hnl)
+  (if (local.tee $b (i32.load offset={kept.offset + 4} (i32.const 0)))
     (then
-      {mb.replace_header("(global.get $hn)", "(global.get $hnl)", "(global.get $hv)", "(global.get $hvl)")}
+      {mb.replace_header(hn, "(local.get $b)", hv, hvl)}
       {clear}))
   (i32.const 0)""")
     return mb.render()
